@@ -1,0 +1,60 @@
+"""Environment for ROS 2 processes whose DDS traffic must stay on this machine.
+
+Tests and the demo start every process with :func:`loopback_env`: discovery limited to
+localhost, a Fast DDS profile that binds UDP to 127.0.0.1 (plus shared memory), a domain id of
+their own and a log directory of their own. ``ROS_LOCALHOST_ONLY`` alone is not enough: it has
+been seen sending multicast on other interfaces.
+"""
+
+import os
+from pathlib import Path
+import random
+import sys
+
+PROFILE_NAME = 'fastdds_loopback.xml'
+
+
+def profile_path() -> Path:
+    """Return the loopback Fast DDS profile, from the source tree or the installed share dir."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / 'config' / PROFILE_NAME]
+    prefix = os.environ.get('VIRTUAL_ENV') or sys.prefix
+    candidates.append(Path(prefix) / 'share' / 'cl_core_ros' / 'config' / PROFILE_NAME)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f'{PROFILE_NAME} not found in: ' + ', '.join(map(str, candidates)))
+
+
+def pick_domain_id() -> int:
+    """Return a random ROS domain id in the range that is safe on every platform (1..101)."""
+    return random.SystemRandom().randint(1, 101)
+
+
+def loopback_env(log_dir: Path, domain_id: int | None = None,
+                 base: dict[str, str] | None = None) -> dict[str, str]:
+    """Return a copy of ``base`` (default ``os.environ``) set up for loopback-only DDS."""
+    env = dict(os.environ if base is None else base)
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env.update({
+        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+        'ROS_STATIC_PEERS': '',
+        'ROS_DOMAIN_ID': str(pick_domain_id() if domain_id is None else domain_id),
+        'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
+        'FASTDDS_DEFAULT_PROFILES_FILE': str(profile_path()),
+        'RMW_FASTRTPS_USE_QOS_FROM_XML': '0',
+        'ROS_LOG_DIR': str(log_dir),
+        'PYTHONUNBUFFERED': '1',
+    })
+    # Pip-only installs: the package index lives in this Python's prefix.
+    if not env.get('AMENT_PREFIX_PATH'):
+        env['AMENT_PREFIX_PATH'] = sys.prefix
+    return env
+
+
+def apply_loopback_env(log_dir: Path, domain_id: int | None = None) -> dict[str, str]:
+    """Set the loopback-only variables in this process (before ``rclpy.init``)."""
+    env = loopback_env(log_dir, domain_id)
+    os.environ.update(env)
+    return env

@@ -1,0 +1,1 @@
+"""Thin rclpy adapters around the ROS-free core: parameters in, messages out."""

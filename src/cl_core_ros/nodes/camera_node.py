@@ -1,0 +1,113 @@
+"""Camera node: the robot's images in, model-ready frames out.
+
+Subscribes ``image_raw`` (sensor_msgs/Image) and ``image_raw/compressed``
+(sensor_msgs/CompressedImage) with sensor-data QoS, crops the centre square (or a configured
+region), resizes to the model input, throttles to ``max_rate`` and publishes rgb8 frames on
+``frames`` with the original header. Bad frames are dropped, counted per reason and reported
+with a throttled warning; the node never dies on input.
+"""
+
+from collections import Counter
+import time
+
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from cl_core_ros.core.preprocessing import Region, crop_resize
+from cl_core_ros.nodes.image_conversion import (
+    FrameError,
+    compressed_to_rgb,
+    image_to_rgb,
+    rgb_to_image,
+)
+from cl_core_ros.nodes.params import Param, ParameterError, declare
+from cl_core_ros.nodes.runtime import spin_nodes
+
+PARAMS = [
+    Param('output_size', 128, 'Side in pixels of the square frames published on `frames`.',
+          min=16, max=1024),
+    Param('crop_size', 0, 'Side of the centred square to crop; 0 = the largest centred square.',
+          min=0, max=16384),
+    Param('roi', [0, 0, 0, 0], 'Region to crop instead, as [x, y, width, height] in pixels; '
+          'all zeros = centre crop.'),
+    Param('max_rate', 10.0, 'Most frames per second to publish (the rest are dropped).',
+          min=0.1, max=240.0),
+    Param('max_pixels', 40_000_000, 'Larger input images are dropped (protects memory).',
+          min=1, max=400_000_000),
+    Param('max_compressed_bytes', 20_000_000, 'Larger compressed images are dropped.',
+          min=1, max=400_000_000),
+]
+
+
+class CameraNode(Node):
+    """Turns camera images into model-ready square RGB frames."""
+
+    def __init__(self, **kwargs):
+        super().__init__('camera', **kwargs)
+        cfg = declare(self, PARAMS)
+        roi = [int(v) for v in cfg['roi']]
+        if len(roi) != 4 or any(v < 0 for v in roi):
+            raise ParameterError("parameter 'roi' must be 4 non-negative ints [x, y, w, h]")
+        self._region = Region(*roi) if roi[2] > 0 and roi[3] > 0 else None
+        self._crop_size = cfg['crop_size']
+        self._size = cfg['output_size']
+        self._min_period = 1.0 / cfg['max_rate']
+        self._max_pixels = cfg['max_pixels']
+        self._max_bytes = cfg['max_compressed_bytes']
+        self._last_pub = 0.0
+        self.received = 0
+        self.published = 0
+        self.dropped: Counter[str] = Counter()
+        self._pub = self.create_publisher(Image, 'frames', qos_profile_sensor_data)
+        self.create_subscription(Image, 'image_raw', self._on_image, qos_profile_sensor_data)
+        self.create_subscription(CompressedImage, 'image_raw/compressed', self._on_compressed,
+                                 qos_profile_sensor_data)
+        self.get_logger().info(
+            f'camera: {self._size}x{self._size} frames at <= {cfg["max_rate"]} Hz, '
+            f'region {self._region or "centre"}')
+
+    def _on_image(self, msg: Image) -> None:
+        self._handle(msg, lambda: image_to_rgb(msg, max_pixels=self._max_pixels))
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._handle(msg, lambda: compressed_to_rgb(
+            msg, max_pixels=self._max_pixels, max_bytes=self._max_bytes))
+
+    def _handle(self, msg, decode) -> None:
+        self.received += 1
+        now = time.monotonic()
+        if now - self._last_pub < self._min_period:
+            self.dropped['throttled'] += 1
+            return
+        try:
+            rgb = decode()
+            frame = crop_resize(rgb, self._size, self._crop_region(rgb.shape[0], rgb.shape[1]))
+        except FrameError as exc:
+            self._drop(exc.reason, str(exc))
+            return
+        except (ValueError, MemoryError) as exc:
+            self._drop('bad_frame', str(exc))
+            return
+        self._last_pub = now
+        self._pub.publish(rgb_to_image(frame, msg.header))
+        self.published += 1
+
+    def _crop_region(self, height: int, width: int) -> Region | None:
+        if self._region is not None:
+            return self._region
+        if self._crop_size:
+            side = min(self._crop_size, height, width)
+            return Region((width - side) // 2, (height - side) // 2, side, side)
+        return None
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.dropped[reason] += 1
+        self.get_logger().warning(
+            f'dropped frame ({detail}); dropped so far: {dict(self.dropped)}',
+            throttle_duration_sec=5.0)
+
+
+def main(args=None) -> int:
+    """Run the camera node."""
+    return spin_nodes(lambda: [CameraNode()], args)

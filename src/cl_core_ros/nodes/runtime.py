@@ -1,0 +1,47 @@
+"""What every cl_core_ros executable shares: a clean main() and the package's share directory."""
+
+from collections.abc import Callable
+import os
+from pathlib import Path
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from cl_core_ros.nodes.params import ParameterError
+
+
+def share_dir() -> Path:
+    """Return the installed share/cl_core_ros directory (ament index first, then sys.prefix)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory('cl_core_ros'))
+    except (ImportError, LookupError, OSError, ValueError):
+        return Path(os.environ.get('VIRTUAL_ENV') or sys.prefix) / 'share' / 'cl_core_ros'
+
+
+def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = None,
+               num_threads: int = 6) -> int:
+    """Init rclpy, build nodes, spin them on a MultiThreadedExecutor, shut down cleanly."""
+    rclpy.init(args=args)
+    nodes: list[Node] = []
+    try:
+        nodes = make_nodes()
+        executor = MultiThreadedExecutor(num_threads=num_threads)
+        for node in nodes:
+            executor.add_node(node)
+        executor.spin()
+    except ParameterError as exc:
+        print(f'[cl_core_ros] invalid parameter: {exc}', file=sys.stderr, flush=True)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in reversed(nodes):
+            close = getattr(node, 'close', None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,164 @@
+"""Test harness for real nodes over loopback-only DDS.
+
+Every test that starts nodes gets its own ROS domain id, log directory and the Fast DDS profile
+bound to 127.0.0.1 (:func:`cl_core_ros.loopback.loopback_env`). Nodes run in real subprocesses
+(:class:`NodeProcess`), always stopped on exit, also when the test fails; the test side talks to
+them through a :class:`RosProbe` in an isolated ``rclpy.Context``. Waits are bounded conditions,
+never fixed sleeps.
+"""
+
+from collections.abc import Callable
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+LIB_DIR = Path(sys.prefix) / 'lib' / 'cl_core_ros'
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05,
+             what: str = 'condition') -> None:
+    """Poll ``condition`` until it is true; raise TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    if condition():
+        return
+    raise TimeoutError(f'timed out after {timeout:.1f} s waiting for {what}')
+
+
+class NodeProcess:
+    """A node executable (or any command) in its own process group, logged to a file."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path):
+        self.cmd = cmd
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, 'wb')  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @classmethod
+    def executable(cls, name: str, env: dict[str, str], log_dir: Path,
+                   ros_args: list[str] | None = None, args: list[str] | None = None):
+        """Start ``lib/cl_core_ros/<name>`` with the venv's Python."""
+        cmd = [sys.executable, str(LIB_DIR / name), *(args or [])]
+        if ros_args:
+            cmd += ['--ros-args', *ros_args]
+        return cls(cmd, env, Path(log_dir) / f'{name}-{time.monotonic_ns()}.log')
+
+    def output(self) -> str:
+        """Return what the process printed so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def alive(self) -> bool:
+        """Return True while the process runs."""
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a crash, as far as the process can tell)."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGINT, then SIGKILL after ``timeout``; return the exit code."""
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class RosProbe:
+    """The test's own node, in an isolated context, with bounded waits."""
+
+    def __init__(self, env: dict[str, str], name: str = 'probe'):
+        for key in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_STATIC_PEERS',
+                    'FASTDDS_DEFAULT_PROFILES_FILE',
+                    'RMW_IMPLEMENTATION', 'ROS_LOG_DIR', 'AMENT_PREFIX_PATH'):
+            os.environ[key] = env[key]
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, condition: Callable[[], bool], timeout: float,
+                   what: str = 'condition') -> None:
+        """Spin the probe until ``condition`` holds or raise TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            self.executor.spin_once(timeout_sec=0.05)
+        if not condition():
+            raise TimeoutError(f'timed out after {timeout:.1f} s waiting for {what}')
+
+    def spin_for(self, seconds: float) -> None:
+        """Spin for a while (to collect messages over a time window)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def topic_types(self) -> dict[str, list[str]]:
+        """Return the topics seen on the graph with their types."""
+        return dict(self.node.get_topic_names_and_types())
+
+    def service_types(self) -> dict[str, list[str]]:
+        """Return the services seen on the graph with their types."""
+        return dict(self.node.get_service_names_and_types())
+
+    def wait_for_topic(self, name: str, type_name: str, timeout: float = 20.0) -> None:
+        """Wait until ``name`` with type ``type_name`` (e.g. 'std_msgs/msg/String') appears."""
+        self.spin_until(lambda: type_name in self.topic_types().get(name, []), timeout,
+                        f'topic {name} [{type_name}]')
+
+    def wait_for_service(self, name: str, type_name: str, timeout: float = 20.0) -> None:
+        """Wait until service ``name`` of ``type_name`` appears."""
+        self.spin_until(lambda: type_name in self.service_types().get(name, []), timeout,
+                        f'service {name} [{type_name}]')
+
+    def collect(self, msg_type, topic: str, qos) -> list:
+        """Subscribe to ``topic`` and return the list that receives its messages."""
+        received: list = []
+        self.node.create_subscription(msg_type, topic, received.append, qos)
+        return received
+
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        """Call a service and return its response (TimeoutError if none in ``timeout``)."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            self.spin_until(client.service_is_ready, timeout, f'service {name}')
+            future = client.call_async(request)
+            self.spin_until(future.done, timeout, f'response of {name}')
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        """Destroy the node and shut the context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
