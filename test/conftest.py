@@ -7,8 +7,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cl_core_ros.loopback import loopback_env  # noqa: E402
 from ros_harness import NodeProcess, RosProbe  # noqa: E402
+
+from cl_core_ros.loopback import loopback_env  # noqa: E402
 
 
 @pytest.fixture

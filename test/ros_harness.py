@@ -146,14 +146,28 @@ class RosProbe:
         self.node.create_subscription(msg_type, topic, received.append, qos)
         return received
 
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
-        """Call a service and return its response (TimeoutError if none in ``timeout``)."""
+    def call(self, srv_type, name: str, request, timeout: float = 30.0,
+             resend_after: float | None = None):
+        """Call a service and return its response (TimeoutError if none in ``timeout``).
+
+        ``resend_after``: for idempotent calls right after a server restarted, send the request
+        again when no answer came in that many seconds (a request sent while discovery still
+        matched the dead server is lost).
+        """
         client = self.node.create_client(srv_type, name)
         try:
             self.spin_until(client.service_is_ready, timeout, f'service {name}')
-            future = client.call_async(request)
-            self.spin_until(future.done, timeout, f'response of {name}')
-            return future.result()
+            deadline = time.monotonic() + timeout
+            while True:
+                future = client.call_async(request)
+                wait = min(resend_after or timeout, deadline - time.monotonic())
+                try:
+                    self.spin_until(future.done, max(wait, 0.0), f'response of {name}')
+                    return future.result()
+                except TimeoutError:
+                    client.remove_pending_request(future)
+                    if time.monotonic() >= deadline:
+                        raise
         finally:
             self.node.destroy_client(client)
 

@@ -10,18 +10,19 @@ with a throttled warning; the node never dies on input.
 from collections import Counter
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from cl_core_ros.core.preprocessing import Region, crop_resize
+from cl_core_ros.core.preprocessing import crop_resize, Region
 from cl_core_ros.nodes.image_conversion import (
-    FrameError,
     compressed_to_rgb,
+    FrameError,
     image_to_rgb,
     rgb_to_image,
 )
-from cl_core_ros.nodes.params import Param, ParameterError, declare
+from cl_core_ros.nodes.params import declare, Param, ParameterError
 from cl_core_ros.nodes.runtime import spin_nodes
 
 PARAMS = [
@@ -37,6 +38,8 @@ PARAMS = [
           min=1, max=400_000_000),
     Param('max_compressed_bytes', 20_000_000, 'Larger compressed images are dropped.',
           min=1, max=400_000_000),
+    Param('diagnostics_period', 1.0, 'Seconds between /diagnostics messages (frame counts, '
+          'drops per reason).', min=0.1, max=3600.0),
 ]
 
 
@@ -63,6 +66,8 @@ class CameraNode(Node):
         self.create_subscription(Image, 'image_raw', self._on_image, qos_profile_sensor_data)
         self.create_subscription(CompressedImage, 'image_raw/compressed', self._on_compressed,
                                  qos_profile_sensor_data)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(cfg['diagnostics_period'], self._publish_diagnostics)
         self.get_logger().info(
             f'camera: {self._size}x{self._size} frames at <= {cfg["max_rate"]} Hz, '
             f'region {self._region or "centre"}')
@@ -100,6 +105,19 @@ class CameraNode(Node):
             side = min(self._crop_size, height, width)
             return Region((width - side) // 2, (height - side) // 2, side, side)
         return None
+
+    def _publish_diagnostics(self) -> None:
+        values = {'received': self.received, 'published': self.published,
+                  **{f'dropped.{k}': v for k, v in sorted(self.dropped.items())}}
+        bad = sum(v for k, v in self.dropped.items() if k != 'throttled')
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [DiagnosticStatus(
+            level=DiagnosticStatus.WARN if bad else DiagnosticStatus.OK,
+            name=f'{self.get_fully_qualified_name()}: camera',
+            message=f'{bad} bad frames dropped' if bad else 'ok', hardware_id='cl_core_ros',
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])]
+        self._diag_pub.publish(msg)
 
     def _drop(self, reason: str, detail: str) -> None:
         self.dropped[reason] += 1

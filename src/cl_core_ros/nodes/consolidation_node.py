@@ -13,7 +13,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from cl_core_ros.msg import LearnerStatus
-from cl_core_ros.nodes.params import Param, declare
+from cl_core_ros.nodes.params import declare, Param
 from cl_core_ros.nodes.runtime import spin_nodes
 from cl_core_ros.srv import Consolidate
 

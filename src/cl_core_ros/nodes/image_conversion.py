@@ -57,6 +57,11 @@ def image_to_rgb(msg: Image, *, max_pixels: int) -> np.ndarray:
     if len(msg.data) < step * h:
         raise FrameError('truncated', f'{len(msg.data)} bytes < step*height {step * h}')
     if depth == 1 and not enc.startswith('bayer'):
+        if step != row or len(msg.data) != step * h:  # padded rows: not every bridge copes
+            packed = np.frombuffer(bytes(msg.data[:step * h]), np.uint8).reshape(h, step)
+            msg = Image(header=msg.header, height=h, width=w, encoding=enc, step=row,
+                        is_bigendian=msg.is_bigendian,
+                        data=np.ascontiguousarray(packed[:, :row]).tobytes())
         try:
             return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
         except (CvBridgeError, ValueError, TypeError, KeyError, cv2.error) as exc:

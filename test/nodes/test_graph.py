@@ -1,0 +1,59 @@
+"""The three nodes come up over loopback DDS with the documented topics, services and types."""
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+TOPICS = {
+    '/frames': 'sensor_msgs/msg/Image',
+    '/predictions': 'cl_core_ros/msg/Prediction',
+    '/learner/status': 'cl_core_ros/msg/LearnerStatus',
+    '/learner/annotated_image': 'sensor_msgs/msg/Image',
+    '/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray',
+    '/image_raw': 'sensor_msgs/msg/Image',
+    '/image_raw/compressed': 'sensor_msgs/msg/CompressedImage',
+}
+SERVICES = {
+    '/learner/label_object': 'cl_core_ros/srv/LabelObject',
+    '/learner/start_learning': 'cl_core_ros/srv/StartLearning',
+    '/learner/list_classes': 'cl_core_ros/srv/ListClasses',
+    '/learner/forget_class': 'cl_core_ros/srv/ForgetClass',
+    '/learner/rename_class': 'cl_core_ros/srv/RenameClass',
+    '/learner/consolidate': 'cl_core_ros/srv/Consolidate',
+    '/learner/rollback': 'cl_core_ros/srv/Rollback',
+    '/learner/save_state': 'std_srvs/srv/Trigger',
+    '/learner/reset': 'std_srvs/srv/Trigger',
+}
+
+
+def _expect_graph(probe, ns=''):
+    for name, type_name in TOPICS.items():
+        full = name if name == '/diagnostics' else ns + name
+        probe.wait_for_topic(full, type_name, timeout=60)
+    for name, type_name in SERVICES.items():
+        probe.wait_for_service(ns + name, type_name, timeout=60)
+    nodes = {(n, s) for n, s in probe.node.get_node_names_and_namespaces()}
+    for node in ('camera', 'learner', 'consolidation'):
+        assert (node, ns or '/') in nodes
+
+
+def test_three_nodes_in_separate_processes(start_node, probe, tmp_path):
+    state = ['-p', f'state_dir:={tmp_path / "state"}']
+    procs = [start_node('camera_node'), start_node('learner_node', state),
+             start_node('consolidation_node')]
+    _expect_graph(probe)
+    assert all(p.alive() for p in procs), [p.output()[-2000:] for p in procs]
+
+
+def test_bringup_runs_all_nodes_in_one_process_with_namespace(start_node, probe, tmp_path):
+    proc = start_node('bringup', args=['namespace:=robot1', f'state_dir:={tmp_path / "s"}'])
+    _expect_graph(probe, '/robot1')
+    assert proc.alive(), proc.output()[-2000:]
+
+
+def test_invalid_parameter_is_rejected_at_start_naming_it(start_node):
+    proc = start_node('camera_node', ['-p', 'max_rate:=-5.0'])
+    proc.proc.wait(timeout=60)
+    out = proc.output()
+    assert proc.proc.returncode != 0
+    assert 'max_rate' in out, out[-2000:]
