@@ -198,17 +198,32 @@ class Teacher:
 
     def offer_frame(self, image: np.ndarray, now: float | None = None) -> bool:
         """Encode and keep ``image`` (RGB uint8) if gathering wants it; return True if kept."""
+        return self._keep(self.learner.preprocess(image)[None], now) is not None
+
+    def observe(self, image: np.ndarray, now: float | None = None):
+        """Handle one camera frame: gather it if wanted, and return (prediction, gathered).
+
+        The backbone runs once per frame: a gathered frame's latents also give its prediction.
+        """
+        frame = self.learner.preprocess(image)[None]
+        latents = self._keep(frame, now)
+        if latents is not None:
+            return self.learner.predict_latents(latents, smooth=True)[0], True
+        return self.learner.predict(frame, smooth=True)[0], False
+
+    def _keep(self, frame, now: float | None):
+        """Encode ``frame`` and add it to the lesson being gathered, if one wants it now."""
         now = time.monotonic() if now is None else now
         if not self.wants_frame(now):
-            return False
-        latents = self.learner.encode(self.learner.preprocess(image)[None])
+            return None
+        latents = self.learner.encode(frame)
         with self._lock:
             g = self._gathering
             if g is None or self._phase != Phase.GATHERING or len(g.latents) >= g.target:
-                return False
+                return None
             g.latents.append(latents)
             g.last_time = now
-            return True
+            return latents
 
     def cancel_gathering(self, reason: str) -> Outcome:
         """Drop the frames being gathered."""
@@ -363,10 +378,6 @@ class Teacher:
                         'state_version': self._state_version})
 
     # ----- inference and status ---------------------------------------------------------------
-    def predict(self, image: np.ndarray):
-        """Return the smoothed top-k prediction for one RGB frame."""
-        return self.learner.predict(self.learner.preprocess(image)[None], smooth=True)[0]
-
     def status(self) -> Status:
         """Return a snapshot for the status topic and diagnostics."""
         with self._lock:

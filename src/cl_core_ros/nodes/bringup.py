@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bringup."""
     import sys
     raw = sys.argv[1:] if argv is None else argv
-    if '--ros-args' in raw:  # anything after --ros-args belongs to rclpy
-        raw = raw[:raw.index('--ros-args')]
+    ros_args: list[str] = []
+    if '--ros-args' in raw:  # anything from --ros-args on belongs to rclpy
+        raw, ros_args = raw[:raw.index('--ros-args')], raw[raw.index('--ros-args'):]
     opts = parse_args(raw)
-    return spin_nodes(lambda: make_nodes(opts), args=None)
+    # rclpy must not see the launch-style `name:=value` arguments (it would take them for
+    # deprecated remappings).
+    return spin_nodes(lambda: make_nodes(opts), args=[sys.argv[0], *ros_args])

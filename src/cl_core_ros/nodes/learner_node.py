@@ -206,9 +206,8 @@ class LearnerNode(Node):
                 self.get_logger().error(f'inference failed: {exc!r}', throttle_duration_sec=5.0)
 
     def _process(self, rgb, header, received: float) -> None:
-        gathered = self.teacher.offer_frame(rgb)
         start = time.monotonic()
-        pred = self.teacher.predict(rgb)
+        pred, gathered = self.teacher.observe(rgb)
         done = time.monotonic()
         self._latencies.append(done - received)
         self._pred_times.append(done)
@@ -379,23 +378,31 @@ def _annotate(rgb, pred):
     return img
 
 
-def _route_core_logs(node: Node) -> None:
-    """Forward the core's ``logging`` records to the node logger."""
-    class _Forward(logging.Handler):
-        def emit(self, record):
-            text = self.format(record)
-            logger = node.get_logger()
-            if record.levelno >= logging.ERROR:
-                logger.error(text)
-            elif record.levelno >= logging.WARNING:
-                logger.warning(text)
-            else:
-                logger.info(text)
+class _ToNodeLogger(logging.Handler):
+    """Forwards ``logging`` records of the core to a node's logger."""
 
+    def __init__(self, node: Node):
+        super().__init__()
+        self.node = node
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = self.node.get_logger()
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            logger.warning(text)
+        else:
+            logger.info(text)
+
+
+def _route_core_logs(node: Node) -> None:
+    """Send the core's log records (state loads, commits, updates) to the node logger."""
     core = logging.getLogger('cl_core_ros.core')
     core.setLevel(logging.INFO)
-    if not any(isinstance(h, _Forward) for h in core.handlers):
-        core.addHandler(_Forward())
+    for handler in [h for h in core.handlers if isinstance(h, _ToNodeLogger)]:
+        core.removeHandler(handler)
+    core.addHandler(_ToNodeLogger(node))
 
 
 def main(args=None) -> int:
