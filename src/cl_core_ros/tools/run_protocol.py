@@ -74,7 +74,8 @@ MODES = ('fast', 'ros')
 BAG_FORMATS = ('raw', 'png')
 DEFAULT_ROS_TEST_FRAMES = 10
 CSV_NAME, SUMMARY_NAME, PLOT_NAME = 'accuracy.csv', 'summary.json', 'accuracy.png'
-# What the method reached on the full NICv2-391 (ALGORITHM.md), to put a run in context.
+# What the method reached on the full NICv2-391 (Pellegrini et al., IROS 2020; Lomonaco et
+# al., CVPR-W 2020), to put a run in context.
 PUBLISHED_NICV2_391 = {
     'AR1*-free + latent replay conv5_4/dw, 1500 patterns (PyTorch)': 0.77,
     'AR1*-free + latent replay, 500 patterns (users)': 0.636,
