@@ -9,18 +9,15 @@ never fixed sleeps.
 
 from collections.abc import Callable
 import os
-from pathlib import Path
-import signal
-import subprocess
-import sys
 import time
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-LIB_DIR = Path(sys.prefix) / 'lib' / 'cl_core_ros'
+from cl_core_ros.tools.node_process import NodeProcess
 
+__all__ = ['NodeProcess', 'RosProbe', 'wait_for']
 
 def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05,
              what: str = 'condition') -> None:
@@ -33,62 +30,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
     if condition():
         return
     raise TimeoutError(f'timed out after {timeout:.1f} s waiting for {what}')
-
-
-class NodeProcess:
-    """A node executable (or any command) in its own process group, logged to a file."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path):
-        self.cmd = cmd
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, 'wb')  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-    @classmethod
-    def executable(cls, name: str, env: dict[str, str], log_dir: Path,
-                   ros_args: list[str] | None = None, args: list[str] | None = None):
-        """Start ``lib/cl_core_ros/<name>`` with the venv's Python."""
-        cmd = [sys.executable, str(LIB_DIR / name), *(args or [])]
-        if ros_args:
-            cmd += ['--ros-args', *ros_args]
-        return cls(cmd, env, Path(log_dir) / f'{name}-{time.monotonic_ns()}.log')
-
-    def output(self) -> str:
-        """Return what the process printed so far."""
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors='replace')
-
-    def alive(self) -> bool:
-        """Return True while the process runs."""
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (a crash, as far as the process can tell)."""
-        if self.alive():
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT, then SIGKILL after ``timeout``; return the exit code."""
-        if self.alive():
-            try:
-                os.killpg(self.proc.pid, signal.SIGINT)
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        self._log.close()
-        return self.proc.returncode
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class RosProbe:

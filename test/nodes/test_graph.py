@@ -32,9 +32,10 @@ def _expect_graph(probe, ns=''):
         probe.wait_for_topic(full, type_name, timeout=60)
     for name, type_name in SERVICES.items():
         probe.wait_for_service(ns + name, type_name, timeout=60)
-    nodes = {(n, s) for n, s in probe.node.get_node_names_and_namespaces()}
     for node in ('camera', 'learner', 'consolidation'):
-        assert (node, ns or '/') in nodes
+        probe.spin_until(
+            lambda n=node: (n, ns or '/') in probe.node.get_node_names_and_namespaces(), 30,
+            f'node {ns}/{node}')
 
 
 def test_three_nodes_in_separate_processes(start_node, probe, tmp_path):

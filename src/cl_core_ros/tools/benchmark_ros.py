@@ -13,7 +13,6 @@ import csv
 import json
 from pathlib import Path
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -90,14 +89,10 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     out.mkdir(parents=True)
     from cl_core_ros.loopback import apply_loopback_env
     env = apply_loopback_env(out / 'ros_log')
-    lib = Path(sys.prefix) / 'lib' / 'cl_core_ros'
-    logs, procs = [], []
-    for name, extra in (('camera_node', ['-p', 'max_rate:=30.0']),
-                        ('learner_node', ['-p', f'state_dir:={out / "state"}'])):
-        log = open(out / f'{name}.log', 'wb')  # noqa: SIM115 - closed below
-        logs.append(log)
-        procs.append(subprocess.Popen([sys.executable, str(lib / name), '--ros-args', *extra],
-                                      env=env, stdout=log, stderr=subprocess.STDOUT))
+    from cl_core_ros.tools.node_process import NodeProcess
+    procs = [NodeProcess.executable('camera_node', env, out, ['-p', 'max_rate:=30.0']),
+             NodeProcess.executable('learner_node', env, out,
+                                    ['-p', f'state_dir:={out / "state"}'])]
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
@@ -181,13 +176,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
         node.destroy_node()
         rclpy.try_shutdown()
         for p in procs:
-            p.send_signal(2)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for log in logs:
-            log.close()
+            p.stop()
 
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != 'phase', k))
     with open(out / 'benchmark_ros.csv', 'w', newline='') as f:

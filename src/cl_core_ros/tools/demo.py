@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import os
 from pathlib import Path
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -67,22 +66,16 @@ def main(argv=None) -> int:  # noqa: C901 - a linear script reads best in one pi
     from cl_core_ros.loopback import apply_loopback_env
     env = apply_loopback_env(out / 'ros_log')
     params = _demo_params(out)
-    bringup = Path(sys.prefix) / 'lib' / 'cl_core_ros' / 'bringup'
-    log = open(out / 'nodes.log', 'wb')  # noqa: SIM115 - closed at the end
-    proc = subprocess.Popen([sys.executable, str(bringup), f'params_file:={params}',
-                             f'state_dir:={state_dir}'], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    print(f'[demo] nodes started (pid {proc.pid}, domain {env["ROS_DOMAIN_ID"]}, loopback '
+    from cl_core_ros.tools.node_process import executable_path, NodeProcess
+    nodes = NodeProcess([sys.executable, str(executable_path('bringup')),
+                         f'params_file:={params}', f'state_dir:={state_dir}'], env,
+                        out / 'nodes.log')
+    print(f'[demo] nodes started (pid {nodes.pid}, domain {env["ROS_DOMAIN_ID"]}, loopback '
           f'only); log: {out / "nodes.log"}')
     try:
         return _run(args, names, out)
     finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        nodes.stop()
 
 
 def _demo_params(out: Path) -> Path:

@@ -48,8 +48,6 @@ import math
 import os
 from pathlib import Path
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -58,6 +56,7 @@ import numpy as np
 
 from cl_core_ros.core.metrics import accuracy, AccuracyMatrix, per_class_accuracy
 from cl_core_ros.data.core50 import category_of, read_frame
+from cl_core_ros.tools.node_process import executable_path, NodeProcess
 from cl_core_ros.tools.protocol import (
     build_protocol,
     CATEGORY_NAMES,
@@ -338,52 +337,15 @@ def ros_params(out_path: Path, *, frames_default: int = 100) -> Path:
     return out_path
 
 
-class NodeLauncher:
+class NodeLauncher(NodeProcess):
     """``bringup`` (camera + learner) in its own process group; stopped on :meth:`stop`."""
 
     def __init__(self, params_file: Path, state_dir: Path, env: dict[str, str], log_path: Path,
                  nodes: str = 'camera,learner'):
-        from cl_core_ros.nodes.runtime import share_dir
-
-        # <prefix>/share/cl_core_ros -> <prefix>/lib/cl_core_ros (colcon install or the venv)
-        candidates = [share_dir().parents[1] / 'lib' / 'cl_core_ros' / 'bringup',
-                      Path(sys.prefix) / 'lib' / 'cl_core_ros' / 'bringup']
-        bringup = next((c for c in candidates if c.is_file()), None)
-        if bringup is None:
-            raise FileNotFoundError(f'bringup not found in {[str(c) for c in candidates]}: '
-                                    'run scripts/setup.sh (or colcon build) first')
-        self.log_path = log_path
-        self._log = open(log_path, 'wb')  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, str(bringup), '--params-file', str(params_file),
-               '--state-dir', str(state_dir), '--nodes', nodes]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        cmd = [sys.executable, str(executable_path('bringup')), '--params-file',
+               str(params_file), '--state-dir', str(state_dir), '--nodes', nodes]
+        super().__init__(cmd, env, log_path)
         logger.info('started bringup (pid %d), log %s', self.proc.pid, log_path)
-
-    def alive(self) -> bool:
-        """Return True while the nodes run."""
-        return self.proc.poll() is None
-
-    def tail(self, chars: int = 3000) -> str:
-        """Return the end of the nodes' log."""
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors='replace')[-chars:]
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGINT the process group, SIGKILL after ``timeout``; return the exit code."""
-        if self.alive():
-            try:
-                os.killpg(self.proc.pid, signal.SIGINT)
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        if not self._log.closed:
-            self._log.close()
-        return self.proc.returncode
 
 
 @contextlib.contextmanager
