@@ -13,6 +13,8 @@ PYTHON_BIN=${PYTHON:-python3}
 cd "$ROOT"
 
 log() { printf '[setup] %s\n' "$*"; }
+# pip warns once per package about index folders a machine's pip.conf names but lacks.
+quiet_pip() { grep -v 'is neither a file nor a directory' || true; }
 start=$(date +%s)
 
 # 1. The virtual environment (Python 3.11: the ROS 2 wheels are built for it).
@@ -28,10 +30,11 @@ PY=$VENV/bin/python
 deps_key=$(cat setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.cl_core_deps" 2>/dev/null)" != "$deps_key" ]; then
   log 'installing dependencies (torch CPU, ROS 2 wheels, weights, tools)'
-  "$PY" -m pip install --quiet --disable-pip-version-check 'pip>=24' 'setuptools>=70' wheel
+  "$PY" -m pip install --quiet --disable-pip-version-check 'pip>=24' 'setuptools>=70' wheel \
+    2>&1 | quiet_pip
   # --no-build-isolation: the build of our own wheel must not pull a second torch.
   "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
-    "$ROOT[ros-wheels,build,test]"
+    "$ROOT[ros-wheels,build,test]" 2>&1 | quiet_pip
   # 3. The ROS 2 wheels' CMake exports carry include paths of the machine that built them.
   py_inc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   np_inc=$("$PY" -c 'import numpy; print(numpy.get_include())')
