@@ -41,9 +41,10 @@ class LearnerConfig:
     Inference:
         smoothing_window: frames averaged by ``predict(smooth=True)`` (6).
         unknown_threshold: smoothed top-1 probability under which the verdict is unknown.
-        unknown_similarity: cosine similarity floor between the (centred) pooled feature and the
+        unknown_similarity: cosine similarity floor between the raw pooled feature and the
             top-1 class prototype; under it the verdict is unknown (works with one class too).
-            0 disables that test.
+            0 disables that test. 0.5: see :mod:`cl_core_ros.core.inference` for the measured
+            distributions.
         top_k: classes reported per prediction.
     Bookkeeping:
         max_classes: registry limit (1000); initial_capacity: head rows allocated at start (the
@@ -84,7 +85,7 @@ class LearnerConfig:
     si_max_importance: float = 0.001
     smoothing_window: int = 6
     unknown_threshold: float = 0.5
-    unknown_similarity: float = 0.3
+    unknown_similarity: float = 0.5
     top_k: int = 3
     max_classes: int = 1000
     initial_capacity: int = 100
