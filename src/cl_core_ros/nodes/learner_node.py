@@ -31,6 +31,7 @@ from rclpy.qos import (
 )
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
+import torch
 
 from cl_core_ros.core.config import LearnerConfig
 from cl_core_ros.core.learner import Learner
@@ -69,6 +70,9 @@ PARAMS = [
     Param('gather.timeout', 60.0, 'Gathering is cancelled after this many seconds without a '
           'frame.', min=1.0, max=3600.0),
     Param('inference.max_rate', 30.0, 'Most predictions per second.', min=0.1, max=1000.0),
+    Param('inference.threads', 1, 'CPU threads of the inference thread (one frame at a time '
+          'gains little from more and competes with the camera and DDS); 0 = num_threads.',
+          min=0, max=256),
     Param('inference.top_k', 3, 'Predictions per message.', min=1, max=20),
     Param('inference.smoothing_window', 6, 'Frames whose scores are averaged.', min=1,
           max=100),
@@ -187,6 +191,8 @@ class LearnerNode(Node):
             self._frame_cv.notify()
 
     def _inference_loop(self) -> None:
+        if self._p['inference.threads']:  # per-thread setting: training keeps its own
+            torch.set_num_threads(self._p['inference.threads'])
         last = 0.0
         while self._running:
             with self._frame_cv:
@@ -215,7 +221,8 @@ class LearnerNode(Node):
             header=header, labels=list(pred.labels), class_ids=[int(c) for c in pred.class_ids],
             scores=[float(s) for s in pred.scores], unknown=bool(pred.unknown),
             model_version=int(pred.model_version), inference_seconds=float(done - start)))
-        if self.get_parameter('annotated_image').value:
+        if (self.get_parameter('annotated_image').value
+                and self._annotated_pub.get_subscription_count() > 0):  # drawing is not free
             self._annotated_pub.publish(rgb_to_image(_annotate(rgb, pred), header))
         if gathered:
             self._publish_status(force=True)

@@ -72,13 +72,16 @@ class Stream:
         self._thread.join(timeout=5)
 
 
-def _summary(phase: str, samples: list[tuple[float, float]], t0: float, t1: float) -> dict:
+def _summary(phase: str, samples: list[tuple[float, float]], t0: float, t1: float,
+             inference: list[tuple[float, float]] = ()) -> dict:
     lat = np.array([lat for t, lat in samples if t0 <= t <= t1]) * 1000
+    inf = np.array([s for t, s in inference if t0 <= t <= t1]) * 1000
     n = len(lat)
     return {'phase': phase, 'seconds': round(t1 - t0, 2), 'predictions': n,
             'rate_hz': round(n / max(t1 - t0, 1e-9), 1),
             'latency_p50_ms': round(float(np.percentile(lat, 50)), 1) if n else None,
-            'latency_p99_ms': round(float(np.percentile(lat, 99)), 1) if n else None}
+            'latency_p99_ms': round(float(np.percentile(lat, 99)), 1) if n else None,
+            'inference_p50_ms': round(float(np.percentile(inf, 50)), 1) if len(inf) else None}
 
 
 def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
@@ -104,12 +107,14 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     rclpy.init()
     node = Node('benchmark_ros')
     samples: list[tuple[float, float]] = []
+    inference: list[tuple[float, float]] = []  # seconds the learner spent per frame
     status: list = []
 
     def on_pred(msg):
         now = node.get_clock().now()
         samples.append((time.monotonic(), (now - Time.from_msg(msg.header.stamp)).nanoseconds
                         / 1e9))
+        inference.append((time.monotonic(), msg.inference_seconds))
     node.create_subscription(Prediction, 'predictions', on_pred, 100)
     node.create_subscription(LearnerStatus, 'learner/status', status.append, LATCHED)
     executor = MultiThreadedExecutor(num_threads=2)
@@ -139,7 +144,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
         wait(lambda: len(samples) > 30, 180, 'predictions')
         t0 = time.monotonic()
         time.sleep(args.seconds)
-        rows.append(_summary('idle', samples, t0, time.monotonic()))
+        rows.append(_summary('idle', samples, t0, time.monotonic(), inference))
 
         names = list(stream.objects)
         learn_windows = []
@@ -151,7 +156,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
             wait(lambda: status and status[-1].frames_gathered >= args.gather_frames, 300,
                  'gathering')
             if i == 0:
-                rows.append(_summary('gathering', samples, t0, time.monotonic()))
+                rows.append(_summary('gathering', samples, t0, time.monotonic(), inference))
             t0 = time.monotonic()
             resp = call(StartLearning, 'learner/start_learning', StartLearning.Request())
             learn_windows.append((t0, time.monotonic(), resp.training_seconds))
@@ -167,7 +172,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
 
         t0 = time.monotonic()
         resp = call(Consolidate, 'learner/consolidate', Consolidate.Request(force=True))
-        row = _summary('consolidating', samples, t0, time.monotonic())
+        row = _summary('consolidating', samples, t0, time.monotonic(), inference)
         row['consolidation_seconds'] = round(resp.seconds, 1)
         rows.append(row)
     finally:
