@@ -44,6 +44,8 @@ def parse_args(argv):
     p.add_argument('--sessions', type=lambda v: [int(x) for x in v.split(',')], default=[1, 2],
                    help='Sessions each object is taught in (one lesson each), e.g. 1,2.')
     p.add_argument('--test-session', type=int, default=3, help='Held-out session shown.')
+    p.add_argument('--stranger', default='clock', choices=sorted(OBJECTS),
+                   help='A photo shown but never taught (should come out "unknown").')
     p.add_argument('--keep-state', action='store_true',
                    help='Keep what an earlier run learned (default: start from nothing).')
     return p.parse_args(argv)
@@ -59,6 +61,9 @@ def main(argv=None) -> int:  # noqa: C901 - a linear script reads best in one pi
     out.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in args.objects.split(',') if n.strip()]
     unknown_names = [n for n in names if n not in OBJECTS]
+    if args.stranger in names:
+        print(f'--stranger {args.stranger} must not be taught', file=sys.stderr)
+        return 2
     if unknown_names:
         print(f'unknown objects {unknown_names}; choose from {list(OBJECTS)}', file=sys.stderr)
         return 2
@@ -197,6 +202,18 @@ def _run(args, names: list[str], out: Path) -> int:
             _print_changes(name, seen)
             top1 = [m.labels[0] if m.labels and not m.unknown else 'unknown' for m in seen]
             results[name] = top1.count(OBJECTS[name]) / len(top1)
+
+        # Open set: an object nobody taught should come out as "unknown".
+        stranger = args.stranger
+        shown.name, shown.session, shown.frame = stranger, args.test_session, 0
+        start = time.monotonic()
+        wait(lambda: sum(t > start + 1.5 and n == stranger for t, n, _ in predictions) >= 10,
+             30, 'predictions on an untaught object')
+        seen = [m for t, n, m in predictions if t > start + 1.5 and n == stranger]
+        unknown_share = sum(m.unknown for m in seen) / len(seen)
+        print(f'[demo] never taught: {OBJECTS[stranger]!r} -> "unknown" in '
+              f'{unknown_share * 100:.0f}% of predictions (top-1 otherwise: '
+              f'{seen[-1].labels[0] if seen[-1].labels else "-"})')
 
         shown.name, shown.session = names[0], 7
         before = len(predictions)
