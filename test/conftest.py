@@ -1,6 +1,9 @@
 """Shared fixtures: loopback-only ROS environments, node processes, a probe node."""
 
+import os
 from pathlib import Path
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -40,3 +43,25 @@ def start_node(ros_env, tmp_path):
     yield _start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """Mount real small filesystems (``mount_tmpfs('4m')``) to fill up; skip where not allowed."""
+    mounted: list[Path] = []
+
+    def _mount(size: str) -> Path:
+        point = tmp_path / f'tmpfs{len(mounted)}'
+        point.mkdir()
+        if os.geteuid() != 0 or shutil.which('mount') is None:
+            pytest.skip('mounting a tmpfs needs root and mount(8)')
+        done = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size},mode=0700', 'tmpfs',
+                               str(point)], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            pytest.skip(f'cannot mount a tmpfs here: {done.stderr.strip()}')
+        mounted.append(point)
+        return point
+
+    yield _mount
+    for point in mounted:
+        subprocess.run(['umount', '-l', str(point)], capture_output=True, timeout=30)

@@ -1,12 +1,8 @@
 """The teaching workflow without ROS: gather, learn, store, refuse wrong calls, roll back."""
 
-import os
 from pathlib import Path
 import shutil
-import subprocess
 import threading
-
-import pytest
 
 from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.state_store import StateStore
@@ -99,22 +95,8 @@ def test_a_lesson_interrupts_a_running_consolidation(tmp_path, small_config):
     assert teacher.status().pending_experiences == 2
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 48 MiB tmpfs (the state directory fills it up); needs root to mount."""
-    mount_point = tmp_path / 'disk'
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which('mount') is None:
-        pytest.skip('mounting a tmpfs needs root')
-    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f'cannot mount a tmpfs here: {done.stderr.strip()}')
-    yield mount_point
-    subprocess.run(['umount', '-l', str(mount_point)], capture_output=True)
-
-
-def test_full_disk_fails_the_lesson_and_rolls_the_model_back(small_disk, small_config):
+def test_full_disk_fails_the_lesson_and_rolls_the_model_back(mount_tmpfs, small_config):
+    small_disk = mount_tmpfs('48m')
     teacher = _teacher(small_disk / 'state', small_config())
     assert _teach(teacher, 'cat', 'chelsea').success
     free = shutil.disk_usage(small_disk).free

@@ -9,7 +9,6 @@ import json
 import math
 import os
 from pathlib import Path
-import shutil
 import subprocess
 
 import pytest
@@ -41,17 +40,9 @@ def _assert_intact(root: Path, expected_state, assert_same_state, version: int =
 
 
 @pytest.fixture
-def tmpfs(tmp_path):
+def tmpfs(mount_tmpfs):
     """A real small filesystem (4 MiB tmpfs); skipped where mounting is not permitted."""
-    mount_point = tmp_path / 'tmpfs'
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which('mount') is None:
-        pytest.skip('mounting a tmpfs needs root and mount(8); the RLIMIT_FSIZE test still runs')
-    result = _run(['mount', '-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', str(mount_point)])
-    if result.returncode != 0:
-        pytest.skip(f'cannot mount a tmpfs here: {result.stderr.strip()}')
-    yield mount_point
-    _run(['umount', '-l', str(mount_point)])
+    return mount_tmpfs('4m')
 
 
 def test_full_disk_fails_cleanly_whatever_write_hits_it(tmpfs, make_state, assert_same_state):
