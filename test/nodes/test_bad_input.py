@@ -166,3 +166,18 @@ def test_learner_answers_every_bad_call_and_survives(start_node, probe, tmp_path
     probe.spin_until(lambda: preds, 30, 'predictions')
     assert learner.alive(), learner.output()[-3000:]
     assert status[-1].num_classes == 1
+
+
+def test_learner_refuses_a_state_made_by_another_model(start_node, tmp_path):
+    import torch
+
+    from cl_core_ros.core.state_store import StateStore
+    store = StateStore(tmp_path / 'state', model_signature={
+        'backbone': 'mobilenet_v1', 'input_size': 128, 'deep_layer': 'conv5_4/dw'})
+    store.commit({'w': torch.zeros(3)}, change='made elsewhere', classes=['mug'])
+    learner = start_node('learner_node', ['-p', f'state_dir:={tmp_path / "state"}'])
+    learner.proc.wait(timeout=120)
+    out = learner.output()
+    assert learner.proc.returncode == 3, out[-3000:]
+    assert 'cannot use the learner state' in out and 'backbone' in out, out[-3000:]
+    assert StateStore(tmp_path / 'state').verify().ok  # refused, not touched

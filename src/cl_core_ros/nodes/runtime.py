@@ -9,6 +9,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
+from cl_core_ros.core.state_store import StateStoreError
 from cl_core_ros.nodes.params import ParameterError
 
 
@@ -35,6 +36,9 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
     except ParameterError as exc:
         print(f'[cl_core_ros] invalid parameter: {exc}', file=sys.stderr, flush=True)
         return 2
+    except StateStoreError as exc:  # e.g. a state directory made by another model
+        print(f'[cl_core_ros] cannot use the learner state: {exc}', file=sys.stderr, flush=True)
+        return 3
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
