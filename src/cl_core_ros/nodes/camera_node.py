@@ -130,4 +130,4 @@ class CameraNode(Node):
 
 def main(args=None) -> int:
     """Run the camera node."""
-    return spin_nodes(lambda: [CameraNode()], args)
+    return spin_nodes(lambda: [CameraNode()], args, num_threads=1)

@@ -100,4 +100,4 @@ class ConsolidationNode(Node):
 
 def main(args=None) -> int:
     """Run the consolidation node."""
-    return spin_nodes(lambda: [ConsolidationNode()], args)
+    return spin_nodes(lambda: [ConsolidationNode()], args, num_threads=1)

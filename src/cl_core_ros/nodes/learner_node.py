@@ -414,7 +414,9 @@ def _route_core_logs(node: Node) -> None:
 
 def main(args=None) -> int:
     """Run the learner node."""
-    return spin_nodes(lambda: [LearnerNode()], args)
+    # Two threads: a long consolidation holds one; frames, timers and services share the other
+    # (every extra rclpy executor thread costs CPU in wake-ups).
+    return spin_nodes(lambda: [LearnerNode()], args, num_threads=2)
 
 
 __all__ = ['LearnerNode', 'main', 'Phase']

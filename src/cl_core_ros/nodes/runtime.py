@@ -6,7 +6,11 @@ from pathlib import Path
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.node import Node
 
 from cl_core_ros.core.state_store import StateStoreError
@@ -23,13 +27,18 @@ def share_dir() -> Path:
 
 
 def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = None,
-               num_threads: int = 6) -> int:
-    """Init rclpy, build nodes, spin them on a MultiThreadedExecutor, shut down cleanly."""
+               num_threads: int = 4) -> int:
+    """Init rclpy, build nodes, spin them and shut down cleanly.
+
+    ``num_threads`` > 1 spins on a MultiThreadedExecutor (callback groups run in parallel);
+    1 on a SingleThreadedExecutor, far cheaper in rclpy for a node whose callbacks are short.
+    """
     rclpy.init(args=args)
     nodes: list[Node] = []
     try:
         nodes = make_nodes()
-        executor = MultiThreadedExecutor(num_threads=num_threads)
+        executor = (MultiThreadedExecutor(num_threads=num_threads) if num_threads > 1
+                    else SingleThreadedExecutor())
         for node in nodes:
             executor.add_node(node)
         executor.spin()
