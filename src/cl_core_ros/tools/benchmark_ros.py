@@ -142,9 +142,10 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     rows = []
     try:
         wait(lambda: len(samples) > 30, 180, 'predictions')
-        t0 = time.monotonic()
+        t0, sent0 = time.monotonic(), stream.sent
         time.sleep(args.seconds)
         rows.append(_summary('idle', samples, t0, time.monotonic(), inference))
+        rows[-1]['camera_fps_sent'] = round((stream.sent - sent0) / (time.monotonic() - t0), 1)
 
         names = list(stream.objects)
         learn_windows = []
