@@ -27,6 +27,8 @@ import struct
 import cv2
 import numpy as np
 
+from cl_core_ros.data import photos
+
 logger = logging.getLogger(__name__)
 
 NUM_SESSIONS = 11
@@ -434,65 +436,22 @@ def scan_core50(root: Path | str, *, sessions: Iterable[int] | None = None,
 
 # --- a small CORe50-like data set from real photos ------------------------------------------
 
-def _gray_photo(loader_name: str):
-    def load() -> np.ndarray:
-        from skimage import data
-        image = np.asarray(getattr(data, loader_name)())
-        if image.dtype == bool:
-            image = image.astype(np.uint8) * 255
-        return np.repeat(image[:, :, None], 3, axis=2)
-    return load
-
-
-def _rgb_photo(loader_name: str, index: int | None = None):
-    def load() -> np.ndarray:
-        from skimage import data
-        image = getattr(data, loader_name)()
-        if index is not None:
-            image = image[index]
-        return np.ascontiguousarray(np.asarray(image)[:, :, :3])
-    return load
-
-
-# Only photos that scikit-image ships inside its wheel: loading them never downloads anything.
-PHOTO_LOADERS = {
-    'chelsea': _rgb_photo('chelsea'),
-    'coffee': _rgb_photo('coffee'),
-    'astronaut': _rgb_photo('astronaut'),
-    'rocket': _rgb_photo('rocket'),
-    'motorcycle': _rgb_photo('stereo_motorcycle', 0),
-    'retina': _rgb_photo('retina'),
-    'immunohistochemistry': _rgb_photo('immunohistochemistry'),
-    'hubble_deep_field': _rgb_photo('hubble_deep_field'),
-    'camera': _gray_photo('camera'),
-    'coins': _gray_photo('coins'),
-    'moon': _gray_photo('moon'),
-    'horse': _gray_photo('horse'),
-    'clock': _gray_photo('clock'),
-    'brick': _gray_photo('brick'),
-    'grass': _gray_photo('grass'),
-    'gravel': _gray_photo('gravel'),
-    'page': _gray_photo('page'),
-    'text': _gray_photo('text'),
-    'cell': _gray_photo('cell'),
-}
-PHOTO_NAMES = tuple(PHOTO_LOADERS)
+# Photos scikit-image ships inside its wheel (loading them never downloads anything), one per
+# object; see cl_core_ros.data.photos.
+PHOTO_NAMES = ('chelsea', 'coffee', 'astronaut', 'rocket', 'motorcycle', 'retina',
+               'immunohistochemistry', 'hubble_deep_field', 'camera', 'coins', 'moon', 'horse',
+               'clock', 'brick', 'grass', 'gravel', 'page', 'text', 'cell')
 # Photos whose blurred crops make session backgrounds (indoor and outdoor looking scenes).
 BACKGROUND_NAMES = ('coffee', 'grass', 'brick', 'rocket', 'gravel', 'chelsea', 'hubble_deep_field',
                     'motorcycle', 'camera', 'astronaut', 'moon')
 # Object views inside one photo: (centre x, centre y, side) as fractions of the short side.
 _VIEWS = ((0.5, 0.5, 0.8), (0.3, 0.3, 0.5), (0.7, 0.7, 0.5), (0.7, 0.3, 0.5), (0.3, 0.7, 0.5))
 
-_photo_cache: dict[str, np.ndarray] = {}
-
-
 def load_photo(name: str) -> np.ndarray:
-    """Return one bundled scikit-image photo as RGB uint8 (cached; no downloads)."""
-    if name not in PHOTO_LOADERS:
+    """Return one bundled photo at its own size as RGB uint8 (cached; no downloads)."""
+    if name not in PHOTO_NAMES:
         raise KeyError(f'unknown photo {name!r}; choose from {PHOTO_NAMES}')
-    if name not in _photo_cache:
-        _photo_cache[name] = PHOTO_LOADERS[name]()
-    return _photo_cache[name]
+    return photos.load_photo(name, max_side=None)
 
 
 def object_source(obj: int) -> tuple[str, int]:

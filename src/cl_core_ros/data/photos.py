@@ -50,9 +50,16 @@ OBJECT_NAMES: tuple[str, ...] = (
 )
 
 
+def load_photo(name: str, max_side: int | None = _MAX_SIDE) -> np.ndarray:
+    """Return photo ``name`` as RGB uint8, longest side at most ``max_side`` (read-only).
+
+    ``max_side=None`` keeps the photo's own size.
+    """
+    return _load_photo(name, max_side)
+
+
 @functools.cache
-def load_photo(name: str) -> np.ndarray:
-    """Return photo ``name`` as RGB uint8, longest side at most 256 pixels (read-only)."""
+def _load_photo(name: str, max_side: int | None) -> np.ndarray:
     loaders = _loaders()
     if name not in loaders:
         raise ValueError(f'unknown photo {name!r}; choose from {OBJECT_NAMES}')
@@ -60,7 +67,7 @@ def load_photo(name: str) -> np.ndarray:
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     image = np.ascontiguousarray(image[:, :, :3].astype(np.uint8))
-    scale = _MAX_SIDE / max(image.shape[:2])
+    scale = max_side / max(image.shape[:2]) if max_side else 1.0
     if scale < 1:
         size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
