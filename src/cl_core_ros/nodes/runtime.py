@@ -33,6 +33,10 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
     ``num_threads`` > 1 spins on a MultiThreadedExecutor (callback groups run in parallel);
     1 on a SingleThreadedExecutor, far cheaper in rclpy for a node whose callbacks are short.
     """
+    # The learner's inference thread runs ~100 short torch ops per frame and takes the GIL back
+    # after each; with the default 5 ms switch interval the executor threads kept it waiting
+    # (12 -> 26 predictions/s at 30 fps in benchmark_ros with 0.5 ms).
+    sys.setswitchinterval(0.0005)
     rclpy.init(args=args)
     nodes: list[Node] = []
     try:

@@ -28,6 +28,8 @@ def parse_args(argv):
     p.add_argument('--seconds', type=float, default=10.0, help='Length of a measured phase.')
     p.add_argument('--lessons', type=int, default=3, help='Lessons before consolidating.')
     p.add_argument('--gather-frames', type=int, default=100, help='Frames per lesson.')
+    p.add_argument('--learner-param', action='append', default=[], metavar='NAME:=VALUE',
+                   help='A learner parameter, e.g. inference.max_rate:=60.0 (repeatable).')
     return p.parse_args(argv)
 
 
@@ -93,9 +95,11 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     from cl_core_ros.loopback import apply_loopback_env
     env = apply_loopback_env(out / 'ros_log')
     from cl_core_ros.tools.node_process import NodeProcess
+    learner_args = ['-p', f'state_dir:={out / "state"}']
+    for value in args.learner_param:
+        learner_args += ['-p', value]
     procs = [NodeProcess.executable('camera_node', env, out, ['-p', 'max_rate:=30.0']),
-             NodeProcess.executable('learner_node', env, out,
-                                    ['-p', f'state_dir:={out / "state"}'])]
+             NodeProcess.executable('learner_node', env, out, learner_args)]
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
