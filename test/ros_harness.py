@@ -16,20 +16,11 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from cl_core_ros.tools.node_process import NodeProcess
+from cl_core_ros.tools.ros_calls import wait_until
 
 __all__ = ['NodeProcess', 'RosProbe', 'wait_for']
 
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05,
-             what: str = 'condition') -> None:
-    """Poll ``condition`` until it is true; raise TimeoutError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    if condition():
-        return
-    raise TimeoutError(f'timed out after {timeout:.1f} s waiting for {what}')
+wait_for = wait_until
 
 
 class RosProbe:

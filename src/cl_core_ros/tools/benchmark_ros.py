@@ -108,6 +108,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     from cl_core_ros.msg import LearnerStatus, Prediction
     from cl_core_ros.nodes.learner_node import LATCHED
     from cl_core_ros.srv import Consolidate, LabelObject, StartLearning
+    from cl_core_ros.tools.ros_calls import call_service, wait_until
     rclpy.init()
     node = Node('benchmark_ros')
     samples: list[tuple[float, float]] = []
@@ -126,22 +127,10 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     threading.Thread(target=executor.spin, daemon=True).start()
     stream = Stream(node, args.fps)
 
-    def call(srv, name, req, timeout=600.0):
-        client = node.create_client(srv, name)
-        if not client.wait_for_service(timeout_sec=120):
-            raise RuntimeError(f'{name} not available')
-        fut = client.call_async(req)
-        end = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < end:
-            time.sleep(0.01)
-        return fut.result()
+    def call(srv_type, name, request, timeout=600.0):
+        return call_service(node, srv_type, name, request, timeout)
 
-    def wait(cond, timeout, what):
-        end = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > end:
-                raise RuntimeError(f'timed out waiting for {what}')
-            time.sleep(0.05)
+    wait = wait_until
 
     rows = []
     try:

@@ -106,6 +106,7 @@ def _run(args, names: list[str], out: Path) -> int:
     from cl_core_ros.msg import LearnerStatus, Prediction
     from cl_core_ros.nodes.learner_node import LATCHED
     from cl_core_ros.srv import Consolidate, LabelObject, StartLearning
+    from cl_core_ros.tools.ros_calls import call_service, wait_until
 
     rclpy.init()
     node = Node('demo_operator')
@@ -148,25 +149,10 @@ def _run(args, names: list[str], out: Path) -> int:
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
 
-    def call(srv_type, name, request, timeout=120.0):
-        client = node.create_client(srv_type, name)
-        if not client.wait_for_service(timeout_sec=90.0):
-            raise RuntimeError(f'service {name} did not appear (see nodes.log)')
-        future = client.call_async(request)
-        end = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < end:
-            time.sleep(0.02)
-        if not future.done():
-            raise RuntimeError(f'no answer from {name} in {timeout} s')
-        return future.result()
+    def call(srv_type, name, request, timeout=600.0):
+        return call_service(node, srv_type, name, request, timeout)
 
-    def wait(cond, timeout, what):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f'timed out waiting for {what}')
+    wait = wait_until
 
     try:
         wait(lambda: predictions, 120, 'the first prediction (model loading)')
