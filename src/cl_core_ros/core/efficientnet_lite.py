@@ -16,7 +16,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from cl_core_ros.core.depthwise import depthwise_matmul, use_matmul
+from cl_core_ros.core.depthwise import conv_depthwise_matmul, is_depthwise, use_matmul
 
 BN_EPS = 1e-3
 
@@ -50,10 +50,8 @@ class SameConv2d(nn.Conv2d):
             pads += [total // 2, total - total // 2]
         h, w = x.shape[-2:]
         out_h, out_w = math.ceil(h / self.stride[0]), math.ceil(w / self.stride[1])
-        if self.groups == self.in_channels == self.out_channels > 1 and self.bias is None \
-                and self.stride[0] == self.stride[1] and use_matmul(h, w, out_h, out_w):
-            return depthwise_matmul(x, self.weight, self.stride[0], pads[2], pads[0],
-                                    out_h, out_w)
+        if is_depthwise(self) and use_matmul(h, w, out_h, out_w):
+            return conv_depthwise_matmul(self, x, pads[2], pads[0], out_h, out_w)
         padding: int | tuple[int, int] = 0
         if pads[0] == pads[1] and pads[2] == pads[3]:
             padding = (pads[2], pads[0])

@@ -29,6 +29,7 @@ from cl_core_ros.core.backbone import build_backbone
 from cl_core_ros.core.batch_renorm import set_momentum
 from cl_core_ros.core.config import LearnerConfig
 from cl_core_ros.core.cwr import CWRHead
+from cl_core_ros.core.fusion import inference_copy
 from cl_core_ros.core.inference import decide, known_softmax, Prediction, PrototypeBank, Smoother
 from cl_core_ros.core.labels import LabelRegistry
 from cl_core_ros.core.latents import Latents, QuantisedTensor
@@ -86,7 +87,7 @@ class UpdateReport:
 class _Snapshot:
     """Everything ``predict`` reads; replaced as a whole, never mutated."""
 
-    upper: torch.nn.Module
+    upper: torch.nn.Module  # frozen inference copy (core.fusion) of the current upper
     upper_version: int
     weights: torch.Tensor
     known: torch.Tensor
@@ -121,7 +122,7 @@ class Learner:
             c.backbone, c.resolved_deep_layer, mobilenet_weights=c.mobilenet_weights,
             brn_kwargs={'momentum': c.brn_momentum_first, 'r_max_limit': c.brn_r_max,
                         'd_max_limit': c.brn_d_max, 'warmup_steps': c.brn_warmup_steps})
-        self._lower = self._backbone.lower
+        self._lower = inference_copy(self._backbone.lower)  # frozen for good
         self.feature_dim = self._backbone.feature_dim
         self.deep_shape = self._backbone.deep_shape(c.input_size)
         self._pristine_upper = self._backbone.upper.eval()
@@ -131,7 +132,11 @@ class Learner:
         self._smooth_lock = threading.Lock()
         self._smoother = Smoother(c.smoothing_window)
         self.labels = LabelRegistry(max_classes=c.max_classes, max_length=c.max_label_length)
+        self._inference_upper: tuple = (None, None)  # (upper, its frozen inference copy)
         self._init_knowledge()
+        # torch imports its compiler stack (~1.5 s) when the first optimiser is built: do it
+        # now rather than inside the first lesson a user waits for.
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
     # ------------------------------------------------------------------ state of knowledge
     def _init_knowledge(self) -> None:
@@ -155,8 +160,10 @@ class Learner:
         """Swap in a new prediction snapshot (short lock)."""
         if bump:
             self.model_version += 1
+        if self._inference_upper[0] is not self._upper:  # modules are replaced, never mutated
+            self._inference_upper = (self._upper, inference_copy(self._upper))
         snapshot = _Snapshot(
-            upper=self._upper, upper_version=self._upper_version,
+            upper=self._inference_upper[1], upper_version=self._upper_version,
             weights=self._head.cw, known=self._head.known_mask(),
             prototypes=torch.nn.functional.normalize(self._prototypes.means(), dim=1),
             names=dict(self.labels.items()), model_version=self.model_version)

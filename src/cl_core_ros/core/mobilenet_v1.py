@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cl_core_ros.core.depthwise import depthwise_matmul, use_matmul
+from cl_core_ros.core.depthwise import conv_depthwise_matmul, is_depthwise, use_matmul
 
 BN_EPS = 1e-5
 FEATURE_DIM = 1024
@@ -45,9 +45,8 @@ class Conv2d(nn.Conv2d):
 
         k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
         out_h, out_w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        if self.groups == self.in_channels == self.out_channels > 1 and self.bias is None \
-                and use_matmul(h, w, out_h, out_w):
-            return depthwise_matmul(x, self.weight, s, p, p, out_h, out_w)
+        if is_depthwise(self) and use_matmul(h, w, out_h, out_w):
+            return conv_depthwise_matmul(self, x, p, p, out_h, out_w)
         return super().forward(x)
 
 
