@@ -7,8 +7,8 @@ Services: ``~/label_object``, ``~/start_learning``, ``~/list_classes``, ``~/forg
 ``~/rename_class``, ``~/consolidate``, ``~/rollback``, ``~/save_state`` and ``~/reset``
 (std_srvs/Trigger).
 
-Concurrency: the frame callback only keeps the newest frame (no backlog can build up); one
-inference thread classifies it and encodes frames being gathered; services run in one mutually
+Concurrency: one inference thread takes the newest frame itself (see FrameInbox: no backlog can
+build up), classifies it and encodes frames being gathered; services run in one mutually
 exclusive group (concurrent clients are served one at a time), consolidation in its own group so
 that predictions and status keep flowing while it runs.
 """
@@ -22,6 +22,7 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, ShutdownException
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -38,6 +39,7 @@ from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.state_store import default_state_dir, StateStore
 from cl_core_ros.core.teacher import Phase, Teacher
 from cl_core_ros.msg import LearnerStatus, Prediction
+from cl_core_ros.nodes.frame_inbox import FrameInbox
 from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
 from cl_core_ros.nodes.params import declare, Param, ParameterError
 from cl_core_ros.nodes.runtime import spin_nodes
@@ -134,8 +136,7 @@ class LearnerNode(Node):
                                consolidation_threads=p['consolidation_threads'])
         for problem in self.teacher.load_problems:
             self.get_logger().warning(f'state: {problem}')
-        self._frame_cv = threading.Condition()
-        self._latest = None  # (rgb, header, monotonic receive time)
+        self._latest = None  # (rgb, header, monotonic receive time); inference thread only
         self._running = True
         self._min_period = 1.0 / p['inference.max_rate']
         self._latencies: deque[float] = deque(maxlen=200)
@@ -146,15 +147,12 @@ class LearnerNode(Node):
 
         services = MutuallyExclusiveCallbackGroup()
         consolidation = MutuallyExclusiveCallbackGroup()
-        inputs = MutuallyExclusiveCallbackGroup()
         timers = MutuallyExclusiveCallbackGroup()
         self._pred_pub = self.create_publisher(Prediction, 'predictions', RELIABLE)
         self._status_pub = self.create_publisher(LearnerStatus, '~/status', LATCHED)
         self._annotated_pub = self.create_publisher(Image, '~/annotated_image',
                                                     qos_profile_sensor_data)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
-        self.create_subscription(Image, 'frames', self._on_frame, qos_profile_sensor_data,
-                                 callback_group=inputs)
         srv = self.create_service
         srv(LabelObject, '~/label_object', self._label_object, callback_group=services)
         srv(StartLearning, '~/start_learning', self._start_learning, callback_group=services)
@@ -168,6 +166,7 @@ class LearnerNode(Node):
         self.create_timer(0.2, self._publish_status, callback_group=timers)
         self.create_timer(p['diagnostics_period'], self._publish_diagnostics,
                           callback_group=timers)
+        self._inbox = FrameInbox(self, 'frames', self._on_frame)
         self._worker = threading.Thread(target=self._inference_loop, name='inference',
                                         daemon=True)
         self._worker.start()
@@ -177,7 +176,7 @@ class LearnerNode(Node):
 
     # ----- frames and inference ------------------------------------------------------------
     def _on_frame(self, msg: Image) -> None:
-        """Keep only the newest frame; the inference thread takes it from there."""
+        """Convert the newest frame (called by the inference thread, see FrameInbox)."""
         now = time.monotonic()
         self._in_times.append(now)
         try:
@@ -186,30 +185,32 @@ class LearnerNode(Node):
             self.dropped += 1
             self.get_logger().warning(f'dropped frame: {exc}', throttle_duration_sec=5.0)
             return
-        with self._frame_cv:
-            self._latest = (rgb, msg.header, now)
-            self._frame_cv.notify()
+        self._latest = (rgb, msg.header, now)
 
     def _inference_loop(self) -> None:
         if self._p['inference.threads']:  # per-thread setting: training keeps its own
             torch.set_num_threads(self._p['inference.threads'])
         last = 0.0
-        while self._running:
-            with self._frame_cv:
-                self._frame_cv.wait_for(lambda: self._latest is not None or not self._running,
-                                        timeout=0.5)
+        try:
+            while self._running:
+                wait = self._min_period - (time.monotonic() - last)
+                if wait > 0 and not self.teacher.wants_frame():
+                    time.sleep(wait)  # before taking a frame, so that it is the newest
+                self._inbox.wait(timeout=0.5)
                 item, self._latest = self._latest, None
-            if item is None:
-                self._check_gathering()
-                continue
-            wait = self._min_period - (time.monotonic() - last)
-            if wait > 0 and not self.teacher.wants_frame():
-                time.sleep(wait)
-            last = time.monotonic()
-            try:
-                self._process(*item)
-            except Exception as exc:  # noqa: BLE001 - the node must survive any frame
-                self.get_logger().error(f'inference failed: {exc!r}', throttle_duration_sec=5.0)
+                if item is None:
+                    self._check_gathering()
+                    continue
+                last = time.monotonic()
+                try:
+                    self._process(*item)
+                except Exception as exc:  # noqa: BLE001 - the node must survive any frame
+                    self.get_logger().error(f'inference failed: {exc!r}',
+                                            throttle_duration_sec=5.0)
+        except (ExternalShutdownException, ShutdownException):
+            pass  # rclpy is shutting down (Ctrl-C): nothing more to take
+        finally:
+            self._inbox.close()
 
     def _process(self, rgb, header, received: float) -> None:
         start = time.monotonic()
@@ -356,8 +357,6 @@ class LearnerNode(Node):
     def close(self) -> None:
         """Stop the inference thread."""
         self._running = False
-        with self._frame_cv:
-            self._frame_cv.notify_all()
         self._worker.join(timeout=5.0)
 
 

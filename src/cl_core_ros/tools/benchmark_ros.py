@@ -3,8 +3,15 @@
 A 30 fps 640x480 camera stream (real photos) goes to the camera node; the learner's
 predictions come back. Measured in four phases: idle, gathering (label_object), learning
 (start_learning) and consolidating (a deep consolidation after a few lessons): prediction rate
-and latency (frame stamp to prediction arrival) p50/p99. Targets: >= 25 Hz and p50 <= 50 ms
-idle, >= 15 Hz during consolidation. Prints a table; writes CSV and JSON under ``--out``.
+and latency p50/p99, from the frame's stamp (taken when the camera stream publishes it) to the
+prediction's arrival in the receiving DDS participant. The camera node's output is measured the
+same way, so the table splits the latency into the camera stage and the rest. A last idle
+phase repeats the first one with the lessons learned.
+
+The stream runs in its own process like a camera driver, and the receiver spins a
+single-threaded executor, so neither adds its Python overhead to the nodes' measurements.
+Targets: >= 25 Hz and p50 <= 50 ms idle, >= 15 Hz during consolidation. Prints a table; writes
+CSV and JSON under ``--out`` (``predictions.csv`` and ``frames.csv`` hold every sample).
 All traffic stays on loopback (own domain id, Fast DDS profile bound to 127.0.0.1).
 """
 
@@ -19,6 +26,8 @@ import time
 
 import numpy as np
 
+OBJECTS = ('chelsea', 'coffee', 'rocket', 'motorcycle')
+
 
 def parse_args(argv):
     """Parse options."""
@@ -26,70 +35,145 @@ def parse_args(argv):
     p.add_argument('--out', default='out/benchmark_ros', help='Output directory.')
     p.add_argument('--fps', type=float, default=30.0, help='Camera rate.')
     p.add_argument('--seconds', type=float, default=10.0, help='Length of a measured phase.')
+    p.add_argument('--warmup', type=float, default=5.0,
+                   help='Seconds of predictions before the first measured phase.')
     p.add_argument('--lessons', type=int, default=3, help='Lessons before consolidating.')
     p.add_argument('--gather-frames', type=int, default=100, help='Frames per lesson.')
     p.add_argument('--learner-param', action='append', default=[], metavar='NAME:=VALUE',
                    help='A learner parameter, e.g. inference.max_rate:=60.0 (repeatable).')
+    p.add_argument('--stream', action='store_true', help=argparse.SUPPRESS)  # the sender
     return p.parse_args(argv)
 
 
-class Stream:
-    """Publishes 640x480 rgb8 frames of a photo object at a fixed rate, stamped with now."""
+def run_stream(fps: float, counter_path: Path) -> int:
+    """Publish 640x480 rgb8 frames of a photo object on ``image_raw`` at ``fps``, stamped now.
 
-    def __init__(self, node, fps: float):
+    The object shown is switched through the latched std_msgs/String topic ``bench_object``; the
+    number of frames sent is written to ``counter_path`` once a second.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from cl_core_ros.data.photos import render_frames
+    from cl_core_ros.nodes.learner_node import LATCHED
+    rclpy.init()
+    node = rclpy.create_node('benchmark_stream')
+    objects = {}
+    for name in OBJECTS:
+        frames = render_frames(name, 1, 30, size=480)
+        canvas = np.full((len(frames), 480, 640, 3), 70, np.uint8)
+        canvas[:, :, 80:560] = frames
+        objects[name] = [f.tobytes() for f in canvas]
+    shown = {'name': OBJECTS[0]}
+    node.create_subscription(String, 'bench_object',
+                             lambda msg: shown.update(name=msg.data), LATCHED)
+    pub = node.create_publisher(Image, 'image_raw', qos_profile_sensor_data)
+    threading.Thread(target=rclpy.spin, args=(node,), daemon=True).start()
+    period, sent, start = 1.0 / fps, 0, time.monotonic()
+    next_t, next_report = start, start
+    try:
+        while rclpy.ok():
+            msg = Image(height=480, width=640, encoding='rgb8', step=1920,
+                        data=objects[shown['name']][sent % 30])
+            msg.header.stamp = node.get_clock().now().to_msg()
+            msg.header.frame_id = 'bench_camera'
+            pub.publish(msg)
+            sent += 1
+            now = time.monotonic()
+            if now >= next_report:
+                tmp = counter_path.with_suffix('.tmp')
+                tmp.write_text(json.dumps({'sent': sent, 'seconds': now - start}))
+                tmp.replace(counter_path)
+                next_report += 1.0
+            next_t = max(next_t + period, now - period)  # no bursts after a stall
+            time.sleep(max(0.0, next_t - time.monotonic()))
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+class Recorder:
+    """Arrival time and latency of every prediction and camera frame."""
+
+    def __init__(self, node):
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image
 
-        from cl_core_ros.data.photos import render_frames
-        self._image = Image
-        self.node = node
-        self.pub = node.create_publisher(Image, 'image_raw', qos_profile_sensor_data)
-        self.objects = {}
-        for name in ('chelsea', 'coffee', 'rocket', 'motorcycle'):
-            frames = render_frames(name, 1, 30, size=480)
-            canvas = np.full((len(frames), 480, 640, 3), 70, np.uint8)
-            canvas[:, :, 80:560] = frames
-            self.objects[name] = [f.tobytes() for f in canvas]
-        self.current = 'chelsea'
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(1.0 / fps,), daemon=True)
-        self._thread.start()
+        from cl_core_ros.msg import Prediction
+        self.predictions: list[tuple[float, float, float]] = []  # arrival, latency, inference
+        self.frames: list[tuple[float, float]] = []  # arrival, latency
+        node.create_subscription(Prediction, 'predictions', self._on_prediction, 100)
+        node.create_subscription(Image, 'frames', self._on_frame, qos_profile_sensor_data)
 
-    def _run(self, period):
-        next_t = time.monotonic()
-        while not self._stop.is_set():
-            data = self.objects[self.current][self.sent % 30]
-            msg = self._image(height=480, width=640, encoding='rgb8', step=1920, data=data)
-            msg.header.stamp = self.node.get_clock().now().to_msg()
-            msg.header.frame_id = 'bench_camera'
-            self.pub.publish(msg)
-            self.sent += 1
-            next_t += period
-            self._stop.wait(max(0.0, next_t - time.monotonic()))
+    @staticmethod
+    def _latency(msg, info) -> float:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        received = info['received_timestamp'] or time.time_ns()  # rmw receive time
+        return (received - stamp) / 1e9
 
-    def close(self):
-        """Stop publishing."""
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def _on_prediction(self, msg, info) -> None:
+        self.predictions.append((time.monotonic(), self._latency(msg, info),
+                                 msg.inference_seconds))
+
+    def _on_frame(self, msg, info) -> None:
+        self.frames.append((time.monotonic(), self._latency(msg, info)))
+
+    def summary(self, phase: str, t0: float, t1: float) -> dict:
+        """Rates and latency percentiles of the samples that arrived in [t0, t1]."""
+        return self.summary_of(phase, [(t0, t1)])
+
+    def summary_of(self, phase: str, windows: list[tuple[float, float]]) -> dict:
+        """Rates and latency percentiles of the samples that arrived in any of ``windows``."""
+        def inside(t):
+            return any(a <= t <= b for a, b in windows)
+        preds = [x for x in self.predictions if inside(x[0])]
+        lat = np.array([x[1] for x in preds]) * 1000
+        inf = np.array([x[2] for x in preds]) * 1000
+        cam = np.array([x[1] for x in self.frames if inside(x[0])]) * 1000
+        seconds = max(sum(b - a for a, b in windows), 1e-9)
+
+        def pct(values, q):
+            return round(float(np.percentile(values, q)), 1) if len(values) else None
+        return {'phase': phase, 'seconds': round(seconds, 2), 'predictions': len(lat),
+                'rate_hz': round(len(lat) / seconds, 1), 'latency_p50_ms': pct(lat, 50),
+                'latency_p99_ms': pct(lat, 99), 'inference_p50_ms': pct(inf, 50),
+                'camera_hz': round(len(cam) / seconds, 1), 'camera_p50_ms': pct(cam, 50)}
+
+    def write(self, out: Path, start: float) -> None:
+        """Write every sample as CSV (seconds since ``start``)."""
+        with open(out / 'predictions.csv', 'w', newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow(['arrival_s', 'latency_ms', 'inference_ms'])
+            for t, lat, inf in self.predictions:
+                writer.writerow([round(t - start, 4), round(lat * 1000, 2),
+                                 round(inf * 1000, 2)])
+        with open(out / 'frames.csv', 'w', newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow(['arrival_s', 'latency_ms'])
+            for t, lat in self.frames:
+                writer.writerow([round(t - start, 4), round(lat * 1000, 2)])
 
 
-def _summary(phase: str, samples: list[tuple[float, float]], t0: float, t1: float,
-             inference: list[tuple[float, float]] = ()) -> dict:
-    lat = np.array([lat for t, lat in samples if t0 <= t <= t1]) * 1000
-    inf = np.array([s for t, s in inference if t0 <= t <= t1]) * 1000
-    n = len(lat)
-    return {'phase': phase, 'seconds': round(t1 - t0, 2), 'predictions': n,
-            'rate_hz': round(n / max(t1 - t0, 1e-9), 1),
-            'latency_p50_ms': round(float(np.percentile(lat, 50)), 1) if n else None,
-            'latency_p99_ms': round(float(np.percentile(lat, 99)), 1) if n else None,
-            'inference_p50_ms': round(float(np.percentile(inf, 50)), 1) if len(inf) else None}
+def _sent(path: Path) -> tuple[int, float]:
+    try:
+        data = json.loads(path.read_text())
+        return data['sent'], data['seconds']
+    except (OSError, ValueError, KeyError):
+        return 0, 0.0
 
 
 def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     """Run the benchmark."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = Path(args.out).resolve()
+    if args.stream:
+        return run_stream(args.fps, out / 'sent.json')
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     from cl_core_ros.loopback import apply_loopback_env
@@ -99,102 +183,101 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     for value in args.learner_param:
         learner_args += ['-p', value]
     procs = [NodeProcess.executable('camera_node', env, out, ['-p', 'max_rate:=30.0']),
-             NodeProcess.executable('learner_node', env, out, learner_args)]
+             NodeProcess.executable('learner_node', env, out, learner_args),
+             NodeProcess([sys.executable, '-m', 'cl_core_ros.tools.benchmark_ros', '--stream',
+                          '--fps', str(args.fps), '--out', str(out)], env,
+                         out / 'stream.log')]
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
-    from rclpy.time import Time
+    from std_msgs.msg import String
 
-    from cl_core_ros.msg import LearnerStatus, Prediction
+    from cl_core_ros.msg import LearnerStatus
     from cl_core_ros.nodes.learner_node import LATCHED
     from cl_core_ros.srv import Consolidate, LabelObject, StartLearning
     from cl_core_ros.tools.ros_calls import call_service, wait_until
     rclpy.init()
     node = Node('benchmark_ros')
-    samples: list[tuple[float, float]] = []
-    inference: list[tuple[float, float]] = []  # seconds the learner spent per frame
+    rec = Recorder(node)
     status: list = []
-
-    def on_pred(msg):
-        now = node.get_clock().now()
-        samples.append((time.monotonic(), (now - Time.from_msg(msg.header.stamp)).nanoseconds
-                        / 1e9))
-        inference.append((time.monotonic(), msg.inference_seconds))
-    node.create_subscription(Prediction, 'predictions', on_pred, 100)
     node.create_subscription(LearnerStatus, 'learner/status', status.append, LATCHED)
-    executor = MultiThreadedExecutor(num_threads=2)
+    show = node.create_publisher(String, 'bench_object', LATCHED)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
-    stream = Stream(node, args.fps)
 
     def call(srv_type, name, request, timeout=600.0):
         return call_service(node, srv_type, name, request, timeout)
 
-    wait = wait_until
+    def idle(phase):
+        t0, (sent0, s0) = time.monotonic(), _sent(out / 'sent.json')
+        time.sleep(args.seconds)
+        row = rec.summary(phase, t0, time.monotonic())
+        sent1, s1 = _sent(out / 'sent.json')
+        row['sent_hz'] = round((sent1 - sent0) / max(s1 - s0, 1e-9), 1)
+        return row
 
     rows = []
+    start = time.monotonic()
     try:
-        wait(lambda: len(samples) > 30, 180, 'predictions')
-        t0, sent0 = time.monotonic(), stream.sent
-        time.sleep(args.seconds)
-        rows.append(_summary('idle', samples, t0, time.monotonic(), inference))
-        rows[-1]['camera_fps_sent'] = round((stream.sent - sent0) / (time.monotonic() - t0), 1)
-
-        names = list(stream.objects)
+        wait_until(lambda: len(rec.predictions) > 30, 180, 'predictions')
+        time.sleep(args.warmup)
+        rows.append(idle('idle'))
         learn_windows = []
         for i in range(args.lessons):
-            stream.current = names[i % len(names)]
+            name = OBJECTS[i % len(OBJECTS)]
+            show.publish(String(data=name))
             call(LabelObject, 'learner/label_object',
-                 LabelObject.Request(label=stream.current, num_frames=args.gather_frames))
+                 LabelObject.Request(label=name, num_frames=args.gather_frames))
             t0 = time.monotonic()
-            wait(lambda: status and status[-1].frames_gathered >= args.gather_frames, 300,
-                 'gathering')
+            wait_until(lambda: status and status[-1].frames_gathered >= args.gather_frames, 300,
+                       'gathering')
             if i == 0:
-                rows.append(_summary('gathering', samples, t0, time.monotonic(), inference))
+                rows.append(rec.summary('gathering', t0, time.monotonic()))
             t0 = time.monotonic()
             resp = call(StartLearning, 'learner/start_learning', StartLearning.Request())
-            learn_windows.append((t0, time.monotonic(), resp.training_seconds))
-        learn_samples = [s for s in samples
-                         if any(a <= s[0] <= b + 0.5 for a, b, _ in learn_windows)]
-        total = sum(b + 0.5 - a for a, b, _ in learn_windows)
-        row = _summary('learning', learn_samples, 0, float('inf'))
-        row['seconds'] = round(total, 2)
-        row['rate_hz'] = round(row['predictions'] / total, 1)
-        row['training_seconds_median'] = round(float(np.median(
+            learn_windows.append((t0, time.monotonic() + 0.5, resp.training_seconds))
+        rows.append(rec.summary_of('learning', [(a, b) for a, b, _ in learn_windows]))
+        rows[-1]['training_seconds_median'] = round(float(np.median(
             [s for _, _, s in learn_windows])), 3)
-        rows.append(row)
-
         t0 = time.monotonic()
         resp = call(Consolidate, 'learner/consolidate', Consolidate.Request(force=True))
-        row = _summary('consolidating', samples, t0, time.monotonic(), inference)
-        row['consolidation_seconds'] = round(resp.seconds, 1)
-        rows.append(row)
+        rows.append(rec.summary('consolidating', t0, time.monotonic()))
+        rows[-1]['consolidation_seconds'] = round(resp.seconds, 1)
+        rows.append(idle('idle after'))
     finally:
-        stream.close()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
         for p in procs:
             p.stop()
+    rec.write(out, start)
+    report(rows, out, args.fps)
+    return 0
 
+
+def report(rows: list[dict], out: Path, fps: float) -> None:
+    """Write the CSV and JSON summaries and print the table."""
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != 'phase', k))
     with open(out / 'benchmark_ros.csv', 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    result = {'fps': args.fps, 'frame': '640x480 rgb8', 'phases': rows,
+    result = {'fps': fps, 'frame': '640x480 rgb8', 'phases': rows,
               'targets': {'idle_rate_hz': 25, 'idle_p50_ms': 50, 'consolidating_rate_hz': 15}}
     (out / 'benchmark_ros.json').write_text(json.dumps(result, indent=2))
-    print(f'{"phase":>14} {"rate Hz":>8} {"p50 ms":>8} {"p99 ms":>8} {"n":>6}  extra')
+    columns = (('rate Hz', 'rate_hz'), ('p50 ms', 'latency_p50_ms'),
+               ('p99 ms', 'latency_p99_ms'), ('infer ms', 'inference_p50_ms'),
+               ('cam Hz', 'camera_hz'), ('cam ms', 'camera_p50_ms'))
+    print(f'{"phase":>14}' + ''.join(f'{title:>10}' for title, _ in columns) + '  other')
     for r in rows:
-        extra = {k: v for k, v in r.items() if k not in
-                 ('phase', 'rate_hz', 'latency_p50_ms', 'latency_p99_ms', 'predictions',
-                  'seconds')}
-        print(f'{r["phase"]:>14} {r["rate_hz"]:>8} {r["latency_p50_ms"]!s:>8} '
-              f'{r["latency_p99_ms"]!s:>8} {r["predictions"]:>6}  {extra}')
-    print(f'targets: idle >= 25 Hz and p50 <= 50 ms; >= 15 Hz while consolidating. '
+        other = {k: v for k, v in r.items()
+                 if k not in {key for _, key in columns} | {'phase', 'seconds', 'predictions'}}
+        print(f'{r["phase"]:>14}' + ''.join(f'{r.get(key)!s:>10}' for _, key in columns)
+              + f'  {other}')
+    print('latency: frame stamp (stream publish) to arrival; cam: the camera node output. '
+          'Targets: idle >= 25 Hz and p50 <= 50 ms; >= 15 Hz while consolidating. '
           f'Outputs: {out}')
-    return 0
 
 
 if __name__ == '__main__':

@@ -1,0 +1,31 @@
+"""The ROS benchmark end to end on short phases (its figures are printed, not asserted)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_benchmark_ros_measures_every_phase(tmp_path):
+    out = tmp_path / 'bench'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'cl_core_ros.tools.benchmark_ros', '--out', str(out),
+         '--seconds', '1.5', '--warmup', '0', '--lessons', '1', '--gather-frames', '5',
+         '--fps', '15'], capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / 'benchmark_ros.json').read_text())
+    phases = {row['phase']: row for row in result['phases']}
+    assert list(phases) == ['idle', 'gathering', 'learning', 'consolidating', 'idle after']
+    for name in ('idle', 'gathering', 'idle after'):
+        row = phases[name]
+        assert row['predictions'] > 0 and row['camera_hz'] > 0, row
+        assert 0 < row['latency_p50_ms'] <= row['latency_p99_ms'] < 60_000, row
+    assert phases['idle']['sent_hz'] > 5
+    assert phases['consolidating']['consolidation_seconds'] > 0
+    assert phases['learning']['training_seconds_median'] > 0
+    header = (out / 'predictions.csv').read_text().splitlines()[0]
+    assert header == 'arrival_s,latency_ms,inference_ms'
+    assert 'idle after' in proc.stdout
