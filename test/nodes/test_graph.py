@@ -58,3 +58,26 @@ def test_invalid_parameter_is_rejected_at_start_naming_it(start_node):
     out = proc.output()
     assert proc.proc.returncode != 0
     assert 'max_rate' in out, out[-2000:]
+
+
+def test_learner_rename_and_frames_remap_reach_its_frame_subscription(start_node, probe,
+                                                                      tmp_path):
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from cl_core_ros.msg import Prediction
+    start_node('learner_node', ['-p', f'state_dir:={tmp_path / "state"}',
+                                '-r', '__node:=brain', '-r', 'frames:=/cam/model_input'])
+    topic = '/cam/model_input'
+    probe.spin_until(lambda: probe.node.get_subscriptions_info_by_topic(topic), 60,
+                     f'a subscriber on {topic}')
+    info = probe.node.get_subscriptions_info_by_topic(topic)
+    assert [i.node_name for i in info] == ['_brain_frames']  # the learner's hidden frame node
+    assert info[0].qos_profile.reliability == qos_profile_sensor_data.reliability
+    names = [n for n, _ in probe.node.get_node_names_and_namespaces()]
+    assert names.count('brain') == 1 and 'learner' not in names
+    predictions = probe.collect(Prediction, '/predictions', 10)
+    pub = probe.node.create_publisher(Image, topic, qos_profile_sensor_data)
+    frame = Image(height=128, width=128, encoding='rgb8', step=384, data=bytes(128 * 128 * 3))
+    probe.spin_until(lambda: pub.publish(frame) or predictions, 60, 'a prediction')
+    assert predictions[0].model_version == 0

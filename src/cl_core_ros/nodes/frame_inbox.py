@@ -27,9 +27,10 @@ class FrameInbox:
     """Subscription to ``topic`` of ``owner`` served by :meth:`wait` in the calling thread."""
 
     def __init__(self, owner: Node, topic: str, on_frame: Callable[[Image], None]):
-        # The internal node takes no command-line arguments: a `__node:=` remap meant for the
-        # owner would rename it too. The owner resolves the topic with its own remaps.
-        self.node = Node(f'{owner.get_name()}_frames', namespace=owner.get_namespace(),
+        # A hidden node ('_' prefix: left out of `ros2 node list`) that takes no command-line
+        # arguments, since a `__node:=` remap meant for the owner would rename it too; the
+        # owner resolves the topic with its own remaps.
+        self.node = Node(f'_{owner.get_name()}_frames', namespace=owner.get_namespace(),
                          context=owner.context, use_global_arguments=False,
                          start_parameter_services=False)
         self.topic = owner.resolve_topic_name(topic)
