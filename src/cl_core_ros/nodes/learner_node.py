@@ -196,14 +196,16 @@ class LearnerNode(Node):
                 wait = self._min_period - (time.monotonic() - last)
                 if wait > 0 and not self.teacher.wants_frame():
                     time.sleep(wait)  # before taking a frame, so that it is the newest
-                self._inbox.wait(timeout=0.5)
-                item, self._latest = self._latest, None
-                if item is None:
-                    self._check_gathering()
-                    continue
-                last = time.monotonic()
                 try:
+                    self._inbox.wait(timeout=0.5)
+                    item, self._latest = self._latest, None
+                    if item is None:
+                        self._check_gathering()
+                        continue
+                    last = time.monotonic()
                     self._process(*item)
+                except (ExternalShutdownException, ShutdownException):
+                    raise
                 except Exception as exc:  # noqa: BLE001 - the node must survive any frame
                     self.get_logger().error(f'inference failed: {exc!r}',
                                             throttle_duration_sec=5.0)
