@@ -24,6 +24,7 @@ def test_benchmark_ros_measures_every_phase(tmp_path):
         assert row['predictions'] > 0 and row['camera_hz'] > 0, row
         assert 0 < row['latency_p50_ms'] <= row['latency_p99_ms'] < 60_000, row
     assert phases['idle']['sent_hz'] > 5
+    assert 0 < phases['idle']['learner_cpu_pct'] < 100 * 64  # percent of one core
     assert phases['consolidating']['consolidation_seconds'] > 0
     assert phases['learning']['training_seconds_median'] > 0
     header = (out / 'predictions.csv').read_text().splitlines()[0]

@@ -6,7 +6,8 @@ predictions come back. Measured in four phases: idle, gathering (label_object), 
 and latency p50/p99, from the frame's stamp (taken when the camera stream publishes it) to the
 prediction's arrival in the receiving DDS participant. The camera node's output is measured the
 same way, so the table splits the latency into the camera stage and the rest. A last idle
-phase repeats the first one with the lessons learned.
+phase repeats the first one with the lessons learned. CPU use of each process (percent of one
+core) is reported for the idle and consolidating phases.
 
 The stream runs in its own process like a camera driver, and the receiver spins a
 single-threaded executor, so neither adds its Python overhead to the nodes' measurements.
@@ -18,6 +19,7 @@ All traffic stays on loopback (own domain id, Fast DDS profile bound to 127.0.0.
 import argparse
 import csv
 import json
+import os
 from pathlib import Path
 import shutil
 import sys
@@ -160,6 +162,15 @@ class Recorder:
                 writer.writerow([round(t - start, 4), round(lat * 1000, 2)])
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """Return the user + system CPU seconds of process ``pid`` so far (Linux), else None."""
+    try:
+        fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _sent(path: Path) -> tuple[int, float]:
     try:
         data = json.loads(path.read_text())
@@ -209,10 +220,23 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     def call(srv_type, name, request, timeout=600.0):
         return call_service(node, srv_type, name, request, timeout)
 
+    watched = {'camera': procs[0].pid, 'learner': procs[1].pid, 'stream': procs[2].pid}
+
+    def cpu_now():
+        return time.monotonic(), {name: _cpu_seconds(pid) for name, pid in watched.items()}
+
+    def add_cpu(row, before):
+        t0, cpu0 = before
+        t1, cpu1 = cpu_now()
+        for name in watched:  # percent of one core
+            if cpu0[name] is not None and cpu1[name] is not None:
+                row[f'{name}_cpu_pct'] = round(100 * (cpu1[name] - cpu0[name]) / (t1 - t0))
+        return row
+
     def idle(phase):
-        t0, (sent0, s0) = time.monotonic(), _sent(out / 'sent.json')
+        before, (sent0, s0) = cpu_now(), _sent(out / 'sent.json')
         time.sleep(args.seconds)
-        row = rec.summary(phase, t0, time.monotonic())
+        row = add_cpu(rec.summary(phase, before[0], time.monotonic()), before)
         sent1, s1 = _sent(out / 'sent.json')
         row['sent_hz'] = round((sent1 - sent0) / max(s1 - s0, 1e-9), 1)
         return row
@@ -240,9 +264,9 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
         rows.append(rec.summary_of('learning', [(a, b) for a, b, _ in learn_windows]))
         rows[-1]['training_seconds_median'] = round(float(np.median(
             [s for _, _, s in learn_windows])), 3)
-        t0 = time.monotonic()
+        before = cpu_now()
         resp = call(Consolidate, 'learner/consolidate', Consolidate.Request(force=True))
-        rows.append(rec.summary('consolidating', t0, time.monotonic()))
+        rows.append(add_cpu(rec.summary('consolidating', before[0], time.monotonic()), before))
         rows[-1]['consolidation_seconds'] = round(resp.seconds, 1)
         rows.append(idle('idle after'))
     finally:
