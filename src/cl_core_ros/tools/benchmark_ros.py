@@ -43,20 +43,26 @@ def parse_args(argv):
     p.add_argument('--gather-frames', type=int, default=100, help='Frames per lesson.')
     p.add_argument('--learner-param', action='append', default=[], metavar='NAME:=VALUE',
                    help='A learner parameter, e.g. inference.max_rate:=60.0 (repeatable).')
+    p.add_argument('--jpeg', action='store_true',
+                   help='Stream JPEG sensor_msgs/CompressedImage on image_raw/compressed '
+                        '(quality 90) instead of raw rgb8.')
     p.add_argument('--stream', action='store_true', help=argparse.SUPPRESS)  # the sender
     return p.parse_args(argv)
 
 
-def run_stream(fps: float, counter_path: Path) -> int:
-    """Publish 640x480 rgb8 frames of a photo object on ``image_raw`` at ``fps``, stamped now.
+def run_stream(fps: float, counter_path: Path, jpeg: bool = False) -> int:
+    """Publish 640x480 frames of a photo object at ``fps``, stamped now.
+
+    Raw rgb8 on ``image_raw``, or with ``jpeg`` JPEG on ``image_raw/compressed``.
 
     The object shown is switched through the latched std_msgs/String topic ``bench_object``; the
     number of frames sent is written to ``counter_path`` once a second.
     """
+    import cv2
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import String
 
     from cl_core_ros.data.photos import render_frames
@@ -68,18 +74,22 @@ def run_stream(fps: float, counter_path: Path) -> int:
         frames = render_frames(name, 1, 30, size=480)
         canvas = np.full((len(frames), 480, 640, 3), 70, np.uint8)
         canvas[:, :, 80:560] = frames
-        objects[name] = [f.tobytes() for f in canvas]
+        objects[name] = [cv2.imencode('.jpg', f[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+                         .tobytes() if jpeg else f.tobytes() for f in canvas]
     shown = {'name': OBJECTS[0]}
     node.create_subscription(String, 'bench_object',
                              lambda msg: shown.update(name=msg.data), LATCHED)
-    pub = node.create_publisher(Image, 'image_raw', qos_profile_sensor_data)
+    pub = node.create_publisher(CompressedImage if jpeg else Image,
+                                'image_raw/compressed' if jpeg else 'image_raw',
+                                qos_profile_sensor_data)
     threading.Thread(target=rclpy.spin, args=(node,), daemon=True).start()
     period, sent, start = 1.0 / fps, 0, time.monotonic()
     next_t, next_report = start, start
     try:
         while rclpy.ok():
-            msg = Image(height=480, width=640, encoding='rgb8', step=1920,
-                        data=objects[shown['name']][sent % 30])
+            data = objects[shown['name']][sent % 30]
+            msg = CompressedImage(format='rgb8; jpeg compressed bgr8', data=data) if jpeg \
+                else Image(height=480, width=640, encoding='rgb8', step=1920, data=data)
             msg.header.stamp = node.get_clock().now().to_msg()
             msg.header.frame_id = 'bench_camera'
             pub.publish(msg)
@@ -184,7 +194,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = Path(args.out).resolve()
     if args.stream:
-        return run_stream(args.fps, out / 'sent.json')
+        return run_stream(args.fps, out / 'sent.json', args.jpeg)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     from cl_core_ros.loopback import apply_loopback_env
@@ -196,7 +206,8 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     procs = [NodeProcess.executable('camera_node', env, out, ['-p', 'max_rate:=30.0']),
              NodeProcess.executable('learner_node', env, out, learner_args),
              NodeProcess([sys.executable, '-m', 'cl_core_ros.tools.benchmark_ros', '--stream',
-                          '--fps', str(args.fps), '--out', str(out)], env,
+                          '--fps', str(args.fps), '--out', str(out),
+                          *(['--jpeg'] if args.jpeg else [])], env,
                          out / 'stream.log')]
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -276,18 +287,18 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
         for p in procs:
             p.stop()
     rec.write(out, start)
-    report(rows, out, args.fps)
+    report(rows, out, args.fps, 'jpeg 640x480' if args.jpeg else '640x480 rgb8')
     return 0
 
 
-def report(rows: list[dict], out: Path, fps: float) -> None:
+def report(rows: list[dict], out: Path, fps: float, frame: str) -> None:
     """Write the CSV and JSON summaries and print the table."""
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != 'phase', k))
     with open(out / 'benchmark_ros.csv', 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    result = {'fps': fps, 'frame': '640x480 rgb8', 'phases': rows,
+    result = {'fps': fps, 'frame': frame, 'phases': rows,
               'targets': {'idle_rate_hz': 25, 'idle_p50_ms': 50, 'consolidating_rate_hz': 15}}
     (out / 'benchmark_ros.json').write_text(json.dumps(result, indent=2))
     columns = (('rate Hz', 'rate_hz'), ('p50 ms', 'latency_p50_ms'),
