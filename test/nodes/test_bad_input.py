@@ -100,7 +100,8 @@ def test_camera_node_drops_malformed_frames_and_keeps_working(start_node, probe)
 
 def test_learner_answers_every_bad_call_and_survives(start_node, probe, tmp_path):
     learner = start_node('learner_node', ['-p', f'state_dir:={tmp_path / "state"}',
-                                          '-p', 'gather.rate:=50.0'])
+                                          '-p', 'gather.rate:=50.0',
+                                          '-p', 'diagnostics_period:=0.2'])
     status = probe.collect(LearnerStatus, '/learner/status', LATCHED)
     preds = probe.collect(Prediction, '/predictions', 10)
     call = probe.call
@@ -125,12 +126,23 @@ def test_learner_answers_every_bad_call_and_survives(start_node, probe, tmp_path
     resp = call(Rollback, '/learner/rollback', Rollback.Request(version=0))
     assert not resp.success
 
-    # Malformed frames straight into the learner's input.
+    # Malformed frames straight into the learner's input: each one is taken and dropped (the
+    # learner keeps only the newest frame, so each is sent until the drop count moves).
+    diagnostics = probe.collect(DiagnosticArray, '/diagnostics', 10)
+
+    def dropped() -> int:
+        for msg in reversed(diagnostics):
+            for st in msg.status:
+                if st.name.endswith(': learner'):
+                    return int(next(kv.value for kv in st.values if kv.key == 'dropped_frames'))
+        return -1
     pub = probe.node.create_publisher(Image, '/frames', qos_profile_sensor_data)
-    probe.spin_until(lambda: pub.get_subscription_count() > 0, 30, 'learner subscription')
-    for msg in _bad_images():
-        pub.publish(msg)
-        probe.spin_for(0.02)
+    probe.spin_until(lambda: pub.get_subscription_count() > 0 and dropped() >= 0, 30,
+                     'learner subscription and diagnostics')
+    for msg in _bad_images()[:5]:
+        before = dropped()
+        probe.spin_until(lambda m=msg, b=before: pub.publish(m) or dropped() > b, 30,
+                         f'the learner dropping a {msg.encoding} {msg.width}x{msg.height} frame')
 
     resp = call(LabelObject, '/learner/label_object', LabelObject.Request(label=' mug ',
                                                                           num_frames=5))
