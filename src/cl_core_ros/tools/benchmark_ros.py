@@ -120,13 +120,19 @@ class Recorder:
         from cl_core_ros.msg import Prediction
         self.predictions: list[tuple[float, float, float]] = []  # arrival, latency, inference
         self.frames: list[tuple[float, float]] = []  # arrival, latency
-        node.create_subscription(Prediction, 'predictions', self._on_prediction, 100)
-        node.create_subscription(Image, 'frames', self._on_frame, qos_profile_sensor_data)
+        from rclpy.subscription import Subscription
+        if hasattr(Subscription, 'CallbackType'):  # this rclpy can pass MessageInfo
+            on_prediction, on_frame = self._on_prediction, self._on_frame
+        else:  # older rclpy: the arrival is taken when the callback runs
+            on_prediction = lambda msg: self._on_prediction(msg, None)  # noqa: E731
+            on_frame = lambda msg: self._on_frame(msg, None)  # noqa: E731
+        node.create_subscription(Prediction, 'predictions', on_prediction, 100)
+        node.create_subscription(Image, 'frames', on_frame, qos_profile_sensor_data)
 
     @staticmethod
     def _latency(msg, info) -> float:
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        received = info['received_timestamp'] or time.time_ns()  # rmw receive time
+        received = (info or {}).get('received_timestamp') or time.time_ns()  # rmw receipt
         return (received - stamp) / 1e9
 
     def _on_prediction(self, msg, info) -> None:
