@@ -51,14 +51,6 @@ def depthwise_matrices(weight: torch.Tensor, height: int, width: int, stride: in
     return torch.einsum('ckl,klpq->cpq', weight[:, 0], s)
 
 
-def depthwise_matmul(x: torch.Tensor, weight: torch.Tensor, stride: int, pad_top: int,
-                     pad_left: int, out_h: int, out_w: int) -> torch.Tensor:
-    """Depthwise conv (square kernel, zero padding top/left given) of NxCxHxW ``x``."""
-    h, w = x.shape[-2:]
-    m = depthwise_matrices(weight, h, w, stride, pad_top, pad_left, out_h, out_w)
-    return _apply(x, m, out_h, out_w)
-
-
 def conv_depthwise_matmul(conv: nn.Conv2d, x: torch.Tensor, pad_top: int, pad_left: int,
                           out_h: int, out_w: int) -> torch.Tensor:
     """Run depthwise ``conv`` (bias included) on ``x`` in the matmul form.
@@ -75,11 +67,7 @@ def conv_depthwise_matmul(conv: nn.Conv2d, x: torch.Tensor, pad_top: int, pad_le
                                out_w)
         if cache is not None:
             cache[key] = m
-    out = _apply(x, m, out_h, out_w)
-    return out if conv.bias is None else out + conv.bias.view(1, -1, 1, 1)
-
-
-def _apply(x: torch.Tensor, m: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
-    n, c, h, w = x.shape
+    n, c = x.shape[:2]
     out = torch.bmm(m, x.reshape(n, c, h * w).permute(1, 2, 0))
-    return out.permute(2, 0, 1).reshape(n, c, out_h, out_w)
+    out = out.permute(2, 0, 1).reshape(n, c, out_h, out_w)
+    return out if conv.bias is None else out + conv.bias.view(1, -1, 1, 1)
