@@ -247,15 +247,11 @@ class LearnerNode(Node):
     def _start_learning(self, req, resp):
         self._publish_status(force=True)
         out = self.teacher.start_learning()
-        resp.success, resp.message = out.success, out.message
         d = out.details
         resp.label = d.get('label', '')
         resp.frames_used = int(d.get('frames_used', 0))
         resp.training_seconds = float(d.get('training_seconds', 0.0))
-        resp.model_version = int(d.get('model_version', self.learner.model_version))
-        resp.state_version = int(d.get('state_version', self.teacher.status().state_version))
-        self._log(out)
-        return resp
+        return self._fill_change(out, resp)
 
     def _list_classes(self, req, resp):
         rows = self.learner.class_table()
@@ -266,6 +262,7 @@ class LearnerNode(Node):
         return resp
 
     def _fill_change(self, out, resp):
+        """Fill success, message and versions of a response that may change the model; log."""
         resp.success, resp.message = out.success, out.message
         resp.model_version = int(out.details.get('model_version', self.learner.model_version))
         resp.state_version = int(out.details.get('state_version',
@@ -298,14 +295,10 @@ class LearnerNode(Node):
     def _consolidate(self, req, resp):
         self._publish_status(force=True)
         out = self.teacher.consolidate(force=bool(req.force))
-        resp.success, resp.message = out.success, out.message
         d = out.details
         resp.experiences = int(d.get('experiences', 0))
         resp.seconds = float(d.get('seconds', 0.0))
-        resp.model_version = int(d.get('model_version', self.learner.model_version))
-        resp.state_version = int(d.get('state_version', self.teacher.status().state_version))
-        self._log(out)
-        return resp
+        return self._fill_change(out, resp)
 
     def _log(self, out) -> None:
         self._publish_status(force=True)
