@@ -69,10 +69,17 @@ def test_learner_rename_and_frames_remap_reach_its_frame_subscription(start_node
     start_node('learner_node', ['-p', f'state_dir:={tmp_path / "state"}',
                                 '-r', '__node:=brain', '-r', 'frames:=/cam/model_input'])
     topic = '/cam/model_input'
-    probe.spin_until(lambda: probe.node.get_subscriptions_info_by_topic(topic), 60,
-                     f'a subscriber on {topic}')
+
+    def subscriber_names():
+        # An endpoint can be discovered before its node's name is ('_NODE_NAME_UNKNOWN_').
+        names = [i.node_name for i in probe.node.get_subscriptions_info_by_topic(topic)]
+        return names if names and '_NODE_NAME_UNKNOWN_' not in names else None
+
+    probe.spin_until(subscriber_names, 60, f'a named subscriber on {topic}')
+    probe.spin_until(lambda: ('brain', '/') in probe.node.get_node_names_and_namespaces(), 60,
+                     'the renamed learner')
+    assert subscriber_names() == ['_brain_frames']  # the learner's hidden frame node
     info = probe.node.get_subscriptions_info_by_topic(topic)
-    assert [i.node_name for i in info] == ['_brain_frames']  # the learner's hidden frame node
     assert info[0].qos_profile.reliability == qos_profile_sensor_data.reliability
     names = [n for n, _ in probe.node.get_node_names_and_namespaces()]
     assert names.count('brain') == 1 and 'learner' not in names
