@@ -24,5 +24,6 @@ def test_imagenet_top5_on_real_photos(encoder, photo, expected, size):
 
 
 def test_default_split_shapes(encoder):
-    assert encoder.deep_shape == (112, 8, 8)
+    assert encoder.config.input_size == 192
+    assert encoder.deep_shape == (112, 12, 12)  # stride 16 at block10
     assert encoder.feature_dim == 1280

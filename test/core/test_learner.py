@@ -22,7 +22,8 @@ def _same_predictions(a, b):
 
 
 def test_empty_learner_predicts_nothing(encoder):
-    preds = encoder.predict(torch.zeros(2, 3, 128, 128))
+    side = encoder.config.input_size
+    preds = encoder.predict(torch.zeros(2, 3, side, side))
     assert [p.class_ids for p in preds] == [[], []] and all(p.unknown for p in preds)
     assert encoder.pending_experiences == 0
 
@@ -164,7 +165,8 @@ def test_consolidate_runs_beside_predict_and_can_stop(photo_latents, small_confi
     stopped = learner.consolidate(should_stop=lambda: True)
     assert stopped.stopped and not stopped.changed and learner.model_version == version
     assert learner.pending_experiences == 2
-    images = torch.zeros(1, 3, 128, 128)
+    side = learner.config.input_size
+    images = torch.zeros(1, 3, side, side)
     latencies, done = [], threading.Event()
 
     reports = []

@@ -30,9 +30,9 @@ def test_mobilenet_from_user_file(tmp_path, suffix):
         torch.save(state, path)
     learner = Learner(LearnerConfig(backbone='mobilenet_v1', mobilenet_weights=str(path),
                                     deep_epochs=1, deep_batch_size=16))
-    assert learner.deep_shape == (512, 8, 8) and learner.feature_dim == 1024
+    assert learner.deep_shape == (512, 12, 12) and learner.feature_dim == 1024
     assert learner._backbone.deep_layer == 'conv5_4/dw'
-    images = torch.randn(6, 3, 128, 128)
+    images = torch.randn(6, 3, 192, 192)
     latents = learner.encode(images)
     assert latents.pool.shape == (6, 1024)
     report = learner.learn('thing', latents)

@@ -77,3 +77,40 @@ def test_sample_distinct_and_labelled():
     memory.update(*_batch(3, 8, 3000))
     payload, labels = memory.sample(5, torch.Generator().manual_seed(0))
     assert len(set(payload['x'][:, 0].tolist())) == 5 and labels.tolist() == [3] * 5
+
+
+@pytest.mark.parametrize('lessons', [2, 3, 5])
+def test_class_memory_is_a_reservoir_over_every_lesson(lessons):
+    # k lessons of 100 patterns of one class into 60 slots: each lesson keeps about 60 / k,
+    # not the last lesson almost all of them (averaged over seeds; lesson j holds values j*100..).
+    shares = torch.zeros(lessons)
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        memory = ClassBalancedReplay(60)
+        for j in range(lessons):
+            memory.update(*_batch(0, 100, 100 * j), generator=g)
+        assert len(memory) == 60 and memory.seen == {0: 100 * lessons}
+        lesson_of = (memory.payload['x'][:, 0] // 100).long()
+        shares += torch.bincount(lesson_of, minlength=lessons).float() / 60
+    shares /= 20
+    assert torch.allclose(shares, torch.full((lessons,), 1 / lessons), atol=0.04), shares
+
+
+def test_reservoir_counts_survive_state_purge_and_clear():
+    g = torch.Generator().manual_seed(0)
+    memory = ClassBalancedReplay(20)
+    memory.update(*_batch(0, 30, 0), generator=g)
+    memory.update(*_batch(1, 30, 1000), generator=g)
+    memory.update(*_batch(0, 30, 30), generator=g)
+    assert memory.seen == {0: 60, 1: 30} and _consistent(memory)
+    copy = ClassBalancedReplay(20)
+    copy.load_state_dict(memory.state_dict())
+    assert copy.seen == memory.seen and torch.equal(copy.labels, memory.labels)
+    legacy = {k: v for k, v in memory.state_dict().items() if k != 'seen'}
+    old = ClassBalancedReplay(20)
+    old.load_state_dict(legacy)  # states written before reservoir counts: what is stored
+    assert old.seen == old.class_counts()
+    memory.purge(0)
+    assert memory.seen == {1: 30}
+    memory.clear()
+    assert memory.seen == {} and len(memory) == 0

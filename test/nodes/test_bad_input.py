@@ -73,7 +73,7 @@ def test_camera_node_drops_malformed_frames_and_keeps_working(start_node, probe)
         raw.publish(_good())
         return bool(frames)
     probe.spin_until(publish_good, 30, 'a good frame to come through')
-    assert frames[-1].width == 128 and frames[-1].encoding == 'rgb8'
+    assert frames[-1].width == 192 and frames[-1].encoding == 'rgb8'  # default output_size
     assert 'dropped frame' in camera.output()  # a throttled warning
 
     def drops():

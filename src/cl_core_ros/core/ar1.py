@@ -71,8 +71,14 @@ def train_experience(*, rows: torch.Tensor, classes: Sequence[int], new_x: Input
                      replay_x: Inputs | None = None, replay_y: torch.Tensor | None = None,
                      upper: nn.Module | None = None, generator: torch.Generator | None = None,
                      si: SynapticIntelligence | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> TrainResult:
+                     should_stop: Callable[[], bool] | None = None,
+                     prior: torch.Tensor | None = None, normalise: bool = False) -> TrainResult:
     """Train ``rows`` (one per class of ``classes``) and ``upper`` in place on one experience.
+
+    The logits of a minibatch are ``z @ (prior + rows).T`` where ``z`` is the feature (from
+    ``upper`` when given), L2-normalised when ``normalise``; ``prior`` (len(classes) x D, fixed,
+    default zero) holds the class-prototype rows of :mod:`cl_core_ros.core.readout`, so only the
+    residual ``rows`` learn.
 
     Returns the trained rows (a new tensor). When ``should_stop()`` turns True the training stops
     at the next minibatch and the result has ``stopped=True``; ``upper`` may then be partially
@@ -87,6 +93,9 @@ def train_experience(*, rows: torch.Tensor, classes: Sequence[int], new_x: Input
     if (new_cols < 0).any() or (rep_cols < 0).any():
         raise ValueError('every label must be one of the experience classes')
     weights = rows.detach().clone().float().requires_grad_(True)
+    fixed = prior.detach().float() if prior is not None else None
+    if fixed is not None and fixed.shape != weights.shape:
+        raise ValueError(f'prior: shape {tuple(fixed.shape)} != rows {tuple(weights.shape)}')
     groups = [{'params': [weights], 'lr': settings.head_lr}]
     si_params = {}
     if upper is not None:
@@ -122,7 +131,10 @@ def train_experience(*, rows: torch.Tensor, classes: Sequence[int], new_x: Input
                     parts_y.append(rep_cols[idx_rep])
                 x, y = torch.cat(parts_x), torch.cat(parts_y)
                 features = upper(x) if upper is not None else x
-                loss = F.cross_entropy(features @ weights.T, y)
+                if normalise:
+                    features = F.normalize(features, dim=1)
+                head = weights if fixed is None else fixed + weights
+                loss = F.cross_entropy(features @ head.T, y)
                 if si is not None and si_params:
                     loss = loss + si.penalty(si_params)
                 optimiser.zero_grad(set_to_none=True)

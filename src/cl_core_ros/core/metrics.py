@@ -52,14 +52,19 @@ class AccuracyMatrix:
                 first[j] = seen[0]
         return first
 
-    def forgetting(self) -> float:
-        """Return the mean forgetting over groups learned before the last experience."""
+    def forgetting(self, groups: Sequence[str | int] | None = None) -> float:
+        """Return the mean forgetting over groups learned before the last experience.
+
+        Forgetting of a group: its best accuracy before the last experience minus its final
+        accuracy (Chaudhry et al. 2018). ``groups`` restricts the mean (default: all).
+        """
         m = self.matrix
         if m.shape[0] < 2:
             return math.nan
         last, first = m.shape[0] - 1, self._first_seen()
+        chosen = range(m.shape[1]) if groups is None else [self._index[g] for g in groups]
         values = [np.nanmax(m[first[j]:last, j]) - m[last, j]
-                  for j in range(m.shape[1]) if 0 <= first[j] < last]
+                  for j in chosen if 0 <= first[j] < last]
         return float(np.mean(values)) if values else math.nan
 
     def backward_transfer(self) -> float:
@@ -96,3 +101,27 @@ def per_class_accuracy(predicted: Sequence[int], target: Sequence[int]) -> dict[
     """Return ``{class: accuracy on its samples}``."""
     predicted, target = np.asarray(predicted), np.asarray(target)
     return {int(c): float((predicted[target == c] == c).mean()) for c in np.unique(target)}
+
+
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Return the area under the ROC curve of a score meant to be higher for ``positive``.
+
+    Equals the probability that a random positive scores above a random negative, ties counting
+    one half (the Mann-Whitney U statistic divided by n_pos * n_neg). NaN if a side is empty.
+    """
+    pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    values = np.concatenate([pos, neg])
+    order = values.argsort(kind='mergesort')
+    ranks = np.empty(values.size)
+    sorted_values = values[order]
+    start = 0
+    while start < values.size:  # average ranks over ties
+        end = start
+        while end + 1 < values.size and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    u = ranks[:pos.size].sum() - pos.size * (pos.size + 1) / 2
+    return float(u / (pos.size * neg.size))

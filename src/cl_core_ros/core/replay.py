@@ -12,9 +12,11 @@ Policies:
 - :class:`ClassBalancedReplay` (the app): merge the memory with the new patterns, give each class
   a quota of ``M // n_classes`` (water-filling: classes with fewer patterns keep them all and their
   unused slots are shared among the classes with surplus; remaining single slots go to the classes
-  with the largest surplus, ties to the lower class id). Inside a class the kept patterns are a
-  uniformly random subset of the class's old and new patterns. With more classes than slots some
-  classes get no slot.
+  with the largest surplus, ties to the lower class id). Inside a class the memory is a
+  reservoir sample (Vitter 1985) of every pattern the class was ever given: a pattern of the
+  k-th lesson stays with the same probability as one of the first, so a second lesson of a known
+  object shares the class's slots with the first instead of taking almost all of them. With more
+  classes than slots some classes get no slot.
 """
 
 from collections.abc import Mapping
@@ -182,30 +184,83 @@ class RandomReplay(ReplayMemory):
 
 
 class ClassBalancedReplay(ReplayMemory):
-    """App policy: per-class quotas of M // n_classes, random replacement inside a class."""
+    """App policy: per-class quotas of M // n_classes, a reservoir sample inside a class.
+
+    ``seen[c]`` counts the patterns class ``c`` was ever given (the reservoir's population).
+    """
 
     policy = 'class_balanced'
+
+    def __init__(self, capacity: int):
+        super().__init__(capacity)
+        self.seen: dict[int, int] = {}
 
     def update(self, payload: Mapping[str, torch.Tensor], labels: torch.Tensor,
                generator: torch.Generator | None = None) -> None:
         """Merge the new patterns and re-balance."""
         self._check(payload, labels)
         self.experiences += 1
+        n_old = len(self)
         merged = _cat(self.payload, payload) if self.payload else dict(payload)
         merged_labels = torch.cat([self.labels, labels.long()])
         counts = {int(c): int(n) for c, n in zip(*torch.unique(merged_labels,
                                                                return_counts=True))}
         quotas = balanced_quotas(counts, self.capacity)
+        stored = self.class_counts()
         keep = []
         for c in sorted(quotas):
             members = torch.nonzero(merged_labels == c).flatten()
+            old, new = members[members < n_old], members[members >= n_old]
+            before = max(self.seen.get(c, 0), old.numel())
             if quotas[c] < members.numel():
-                members = members[torch.randperm(members.numel(), generator=generator)]
-                members = members[:quotas[c]].sort().values
+                members = self._reservoir(old, new, before, quotas[c], generator)
             keep.append(members)
+            self.seen[c] = before + new.numel()
+        for c in set(stored) - set(quotas):
+            self.seen.pop(c, None)
         idx = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.long)
         self.payload = _take(merged, idx)
         self.labels = merged_labels[idx]
+
+    @staticmethod
+    def _reservoir(old: torch.Tensor, new: torch.Tensor, before: int, quota: int,
+                   generator: torch.Generator | None) -> torch.Tensor:
+        """Pick ``quota`` of ``old`` (a uniform sample of ``before`` patterns) and ``new``.
+
+        The result is a uniform sample of all ``before + len(new)`` patterns: ``quota`` draws
+        without replacement from that population tell how many come from the new patterns.
+        """
+        population = before + new.numel()
+        draws = torch.randperm(population, generator=generator)[:quota]
+        n_new = int((draws >= before).sum())
+        n_old = min(quota - n_new, old.numel())
+        n_new = min(quota - n_old, new.numel())
+        take_old = old[torch.randperm(old.numel(), generator=generator)[:n_old]]
+        take_new = new[torch.randperm(new.numel(), generator=generator)[:n_new]]
+        return torch.cat([take_old, take_new]).sort().values
+
+    def purge(self, class_id: int) -> int:
+        """Remove every pattern of ``class_id`` and its reservoir count."""
+        self.seen.pop(class_id, None)
+        return super().purge(class_id)
+
+    def clear(self) -> None:
+        """Remove everything, reservoir counts included."""
+        super().clear()
+        self.seen = {}
+
+    def state_dict(self) -> dict:
+        """Return tensors and plain values (``seen`` as a K x 2 tensor of class, count)."""
+        state = super().state_dict()
+        state['seen'] = torch.tensor(sorted(self.seen.items()), dtype=torch.long).reshape(-1, 2)
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore from :meth:`state_dict` output (older states: counts of what is stored)."""
+        super().load_state_dict(state)
+        seen = state.get('seen')
+        self.seen = {int(c): int(n) for c, n in seen.tolist()} if seen is not None \
+            else self.class_counts()
 
 
 def make_memory(policy: str, capacity: int) -> ReplayMemory:

@@ -257,6 +257,9 @@ def render_scene(style: SceneSession, obj: str, n_frames: int, *, seed: int = 0,
 class HardStream:
     """Which objects are taught, which are never taught, and the background pools.
 
+    ``never_taught`` objects are of kinds no taught object is of (:func:`object_group`): they
+    measure the open set. ``similar_untaught`` objects share a kind with a taught one (a second
+    rabbit when a rabbit was taught): a fine-grained question, reported apart.
     ``train_backgrounds`` and ``test_backgrounds`` share no image.
     """
 
@@ -265,6 +268,7 @@ class HardStream:
     train_backgrounds: tuple[str, ...]
     test_backgrounds: tuple[str, ...]
     seed: int = 0
+    similar_untaught: tuple[str, ...] = ()
 
     def session(self, obj: str, split: str, index: int) -> SceneSession:
         """Return session ``index`` (0-based) of ``obj`` in ``split`` ('train' or 'test').
@@ -288,30 +292,42 @@ class HardStream:
                             first_frame=first_frame, frame_size=frame_size)
 
 
+def object_group(obj: str) -> str:
+    """Return the kind of an object: its first two name parts (``animals/birds``)."""
+    return '/'.join(obj.split('/')[:2])
+
+
 def make_stream(n_taught: int = 8, n_never_taught: int = 4, *, seed: int = 0,
-                n_test_backgrounds: int | None = None,
+                n_test_backgrounds: int | None = None, n_similar: int = 4,
                 objects: Sequence[str] | None = None) -> HardStream:
     """Pick taught and never-taught objects and split the background photos; deterministic.
 
     ``objects`` fixes the candidates (default: the whole catalogue, shuffled by ``seed``); the
-    first ``n_taught`` are taught, the next ``n_never_taught`` never are. About half the photos
+    first ``n_taught`` are taught; of the others, the first ``n_never_taught`` whose kind
+    (:func:`object_group`) no taught object has are never taught, and the first ``n_similar``
+    that share a kind with a taught object are ``similar_untaught``. About half the photos
     (``n_test_backgrounds``, default 7 of 13) are kept for test sessions only.
     Raises ValueError when there are not enough objects or backgrounds.
     """
-    if n_taught < 1 or n_never_taught < 0:
-        raise ValueError('n_taught must be >= 1 and n_never_taught >= 0')
+    if n_taught < 1 or n_never_taught < 0 or n_similar < 0:
+        raise ValueError('n_taught must be >= 1, n_never_taught and n_similar >= 0')
     if objects is None:
         names = list(object_catalogue())
         objects = [names[i] for i in _rng('objects', seed).permutation(len(names))]
-    if len(objects) < n_taught + n_never_taught:
-        raise ValueError(f'{len(objects)} objects, {n_taught + n_never_taught} needed')
+    taught = tuple(objects[:n_taught])
+    kinds = {object_group(o) for o in taught}
+    rest = objects[n_taught:]
+    never = tuple(o for o in rest if object_group(o) not in kinds)[:n_never_taught]
+    similar = tuple(o for o in rest if object_group(o) in kinds)[:n_similar]
+    if len(taught) < n_taught or len(never) < n_never_taught:
+        raise ValueError(f'{len(objects)} objects: {n_taught} taught and {n_never_taught} '
+                         'never-taught of other kinds needed')
     backgrounds = sorted(background_catalogue())
     n_test = n_test_backgrounds if n_test_backgrounds is not None else (len(backgrounds) + 1) // 2
     if not 1 <= n_test < len(backgrounds):
         raise ValueError(f'n_test_backgrounds must be in 1..{len(backgrounds) - 1}')
     order = [backgrounds[i] for i in _rng('split', seed).permutation(len(backgrounds))]
-    return HardStream(taught=tuple(objects[:n_taught]),
-                      never_taught=tuple(objects[n_taught:n_taught + n_never_taught]),
+    return HardStream(taught=taught, never_taught=never, similar_untaught=similar,
                       train_backgrounds=tuple(sorted(order[n_test:])),
                       test_backgrounds=tuple(sorted(order[:n_test])), seed=seed)
 

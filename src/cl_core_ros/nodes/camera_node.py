@@ -26,7 +26,7 @@ from cl_core_ros.nodes.params import declare, Param, ParameterError
 from cl_core_ros.nodes.runtime import spin_nodes
 
 PARAMS = [
-    Param('output_size', 128, 'Side in pixels of the square frames published on `frames`.',
+    Param('output_size', 192, 'Side in pixels of the square frames published on `frames`.',
           min=16, max=1024),
     Param('crop_size', 0, 'Side of the centred square to crop; 0 = the largest centred square.',
           min=0, max=16384),

@@ -58,7 +58,8 @@ PARAMS = [
           choices=('efficientnet_lite0', 'mobilenet_v1')),
     Param('mobilenet_weights', '', 'Weights file (.safetensors or state_dict) for '
           'mobilenet_v1; no registry ships them.'),
-    Param('input_size', 128, 'Side of the square model input in pixels.', min=64, max=512),
+    Param('input_size', 192, 'Side of the square model input in pixels (the output_size of '
+          'the camera node should match).', min=64, max=512),
     Param('state_dir', '', 'Directory of the durable learner state; empty = '
           '$ROS_HOME/cl_core_ros/state.'),
     Param('state_keep', 5, 'Stored versions to keep (for rollback).', min=1, max=1000),
@@ -78,8 +79,11 @@ PARAMS = [
     Param('inference.top_k', 3, 'Predictions per message.', min=1, max=20),
     Param('inference.smoothing_window', 6, 'Frames whose scores are averaged.', min=1,
           max=100),
-    Param('inference.unknown_threshold', 0.5, 'Below this smoothed top-1 score the frame is '
-          '"unknown".', min=0.0, max=1.0),
+    Param('inference.unknown_threshold', 0.0, 'Below this smoothed top-1 score the frame is '
+          '"unknown" (0 = off).', min=0.0, max=1.0),
+    Param('inference.unknown_ratio', 0.45, 'A frame is "unknown" when its smoothed similarity '
+          'to the top-1 class is under this share of the similarity that the lesson frames of '
+          'that class reach (5th percentile); 0 = off.', min=0.0, max=1.0),
     Param('replay.fast_size', 500, 'Pool-level replay patterns (class-balanced).', min=0,
           max=100000),
     Param('replay.deep_size', 1500, 'Deep-level replay patterns for consolidation.', min=0,
@@ -108,6 +112,7 @@ def config_from_params(p: dict) -> LearnerConfig:
         mobilenet_weights=p['mobilenet_weights'] or None, max_classes=p['max_classes'],
         top_k=p['inference.top_k'], smoothing_window=p['inference.smoothing_window'],
         unknown_threshold=p['inference.unknown_threshold'],
+        unknown_ratio=p['inference.unknown_ratio'],
         fast_buffer_size=p['replay.fast_size'], deep_buffer_size=p['replay.deep_size'],
         fast_epochs=p['training.fast_epochs'], deep_epochs=p['training.deep_epochs'],
         num_threads=p['num_threads'] or None)
