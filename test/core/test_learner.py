@@ -105,6 +105,7 @@ def test_state_holds_plain_values_only(photo_latents, small_config):
 @pytest.mark.parametrize('change, reason', [
     ({'input_size': 96}, 'input_size'),
     ({'deep_layer': 'block9'}, 'deep_layer'),
+    ({'centre_sigma': 0.0}, 'centre_sigma'),
 ])
 def test_load_refuses_incompatible_state(photo_latents, small_config, change, reason):
     learner = Learner(small_config())

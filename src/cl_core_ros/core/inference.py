@@ -24,12 +24,19 @@ import torch.nn.functional as F
 
 
 class PrototypeBank:
-    """Per-class sums and counts of pooled features (mean = prototype)."""
+    """Per-class sums and counts of pooled features (mean = prototype) and lesson spreads.
+
+    The spread of a lesson is the 5th percentile of its frames' cosine similarities to the
+    lesson's own mean (:func:`cl_core_ros.core.readout.lesson_spread`); a class keeps the mean
+    over its lessons (``spread_sums / spread_counts``).
+    """
 
     def __init__(self, feature_dim: int, capacity: int = 100):
         self.feature_dim = feature_dim
         self.sums = torch.zeros(capacity, feature_dim, dtype=torch.float64)
         self.counts = torch.zeros(capacity, dtype=torch.long)
+        self.spread_sums = torch.zeros(capacity, dtype=torch.float64)
+        self.spread_counts = torch.zeros(capacity, dtype=torch.long)
 
     def _ensure(self, n: int) -> None:
         if n <= self.sums.shape[0]:
@@ -41,7 +48,25 @@ class PrototypeBank:
         sums[:self.sums.shape[0]] = self.sums
         counts = torch.zeros(size, dtype=torch.long)
         counts[:self.counts.shape[0]] = self.counts
+        spread_sums = torch.zeros(size, dtype=torch.float64)
+        spread_sums[:self.spread_sums.shape[0]] = self.spread_sums
+        spread_counts = torch.zeros(size, dtype=torch.long)
+        spread_counts[:self.spread_counts.shape[0]] = self.spread_counts
         self.sums, self.counts = sums, counts
+        self.spread_sums, self.spread_counts = spread_sums, spread_counts
+
+    def add_spread(self, class_id: int, spread: float) -> None:
+        """Record the spread of one lesson of ``class_id``."""
+        self._ensure(class_id + 1)
+        sums, counts = self.spread_sums.clone(), self.spread_counts.clone()
+        sums[class_id] += spread
+        counts[class_id] += 1
+        self.spread_sums, self.spread_counts = sums, counts
+
+    def spreads(self) -> torch.Tensor:
+        """Return capacity mean lesson spreads (NaN for classes without a recorded lesson)."""
+        mean = self.spread_sums / self.spread_counts.clamp_min(1)
+        return mean.float().masked_fill(self.spread_counts == 0, float('nan'))
 
     def add(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Accumulate ``features`` (N x D) of classes ``labels`` (N)."""
@@ -77,6 +102,10 @@ class PrototypeBank:
             sums[class_id] = 0
             counts[class_id] = 0
             self.sums, self.counts = sums, counts
+            spread_sums, spread_counts = self.spread_sums.clone(), self.spread_counts.clone()
+            spread_sums[class_id] = 0
+            spread_counts[class_id] = 0
+            self.spread_sums, self.spread_counts = spread_sums, spread_counts
 
     def means(self) -> torch.Tensor:
         """Return capacity x D float32 prototypes (zero rows for classes without data)."""
@@ -91,18 +120,27 @@ class PrototypeBank:
         """Return an independent copy."""
         other = PrototypeBank(self.feature_dim, self.sums.shape[0])
         other.sums, other.counts = self.sums.clone(), self.counts.clone()
+        other.spread_sums = self.spread_sums.clone()
+        other.spread_counts = self.spread_counts.clone()
         return other
 
     def state_dict(self) -> dict:
         """Return tensors and plain values."""
-        return {'sums': self.sums.clone(), 'counts': self.counts.clone()}
+        return {'sums': self.sums.clone(), 'counts': self.counts.clone(),
+                'spread_sums': self.spread_sums.clone(),
+                'spread_counts': self.spread_counts.clone()}
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore from :meth:`state_dict` output."""
+        """Restore from :meth:`state_dict` output (older states: no lesson spreads)."""
         sums, counts = state['sums'].double(), state['counts'].long()
         if sums.dim() != 2 or sums.shape[1] != self.feature_dim or counts.shape != sums.shape[:1]:
             raise ValueError('prototype state does not match the feature size')
+        spread_sums = state.get('spread_sums', torch.zeros(counts.shape[0])).double()
+        spread_counts = state.get('spread_counts', torch.zeros(counts.shape[0])).long()
+        if spread_sums.shape != counts.shape or spread_counts.shape != counts.shape:
+            raise ValueError('prototype state: lesson spreads do not match the classes')
         self.sums, self.counts = sums.clone(), counts.clone()
+        self.spread_sums, self.spread_counts = spread_sums.clone(), spread_counts.clone()
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from cl_core_ros.core.inference import decide, known_softmax, Prediction, Protot
 from cl_core_ros.core.labels import LabelRegistry
 from cl_core_ros.core.latents import Latents, QuantisedTensor
 from cl_core_ros.core.preprocessing import preprocess, preprocess_batch, Region
-from cl_core_ros.core.readout import lesson_floors, prototype_rows, readout_logits
+from cl_core_ros.core.readout import lesson_floors, lesson_spread, prototype_rows, readout_logits
 from cl_core_ros.core.replay import ClassBalancedReplay, make_memory, ReplayMemory
 from cl_core_ros.core.synaptic_intelligence import SynapticIntelligence
 
@@ -168,8 +168,8 @@ class Learner:
             self._inference_upper = (self._upper, inference_copy(self._upper))
         prototypes = self._prototypes.means()
         payload, labels = self._fast_memory.items()
-        floors = lesson_floors(payload['pool'], labels, prototypes, self.config.unknown_ratio) \
-            if payload else torch.zeros(prototypes.shape[0])
+        floors = lesson_floors(self._prototypes.spreads(), self.config.unknown_ratio,
+                               payload.get('pool'), labels)
         capacity = self._head.capacity
         if prototypes.shape[0] < capacity:  # the head grew first: pad to its rows
             prototypes = torch.cat([prototypes, prototypes.new_zeros(
@@ -323,6 +323,7 @@ class Learner:
                 head = self._head.copy()
                 prototypes = self._prototypes.copy()
                 prototypes.add(pool, new_y)
+                prototypes.add_spread(class_id, lesson_spread(pool))
                 settings = TrainSettings(
                     epochs=c.fast_epochs, new_per_batch=c.fast_new_per_batch,
                     replay_per_batch=c.fast_replay_per_batch, lr=c.fast_lr, head_lr=c.fast_lr,

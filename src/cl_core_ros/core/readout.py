@@ -11,12 +11,14 @@ Mensink et al. 2013; "imprinted" weights, Qi et al. 2018). ``cw_c`` is the CWR* 
 fixed (:func:`cl_core_ros.core.ar1.train_experience` with ``prior``), so the head only learns what
 the class means get wrong and the read-out starts from NCM instead of from zero.
 
-Open set (the ``unknown`` verdict), calibrated on the taught data: for each class the
-similarities of its replay patterns (frames of its lessons) to its prototype give a lesson
-spread ``q_c`` (their 5th percentile); a frame whose smoothed similarity to its top-1 prototype is
-under ``ratio * q_c`` is unknown. A class whose lessons vary more gets a lower floor. ``ratio``
-says how much of its lesson similarity a taught object keeps in a scene it was not taught in
-(the README gives its measured operating point on the hard stream).
+Open set (the ``unknown`` verdict), calibrated on the taught data: every lesson's frames give a
+spread ``q`` (the 5th percentile of their cosine similarities to the lesson's mean); a class
+keeps the mean ``q_c`` over its lessons, and a frame whose smoothed similarity to its top-1
+prototype is under ``ratio * q_c`` is unknown. A class whose lessons vary more (a turning or
+deformable object) gets a lower floor. Spreads are taken per lesson, not over the class's
+pooled frames, so a second lesson in another scene does not loosen the floor. ``ratio`` says
+how much of its lesson similarity a taught object keeps in a scene it was not taught in (the
+README gives its measured operating point on the hard stream).
 """
 
 import torch
@@ -42,22 +44,31 @@ def readout_logits(features: torch.Tensor, prototypes: torch.Tensor, residual: t
     return (unit @ rows.T).masked_fill(~known, float('-inf'))
 
 
-def lesson_floors(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor,
-                  ratio: float) -> torch.Tensor:
-    """Return per-class similarity floors (capacity) from the taught patterns.
+def lesson_spread(features: torch.Tensor) -> float:
+    """Return the spread of one lesson (N x D ``features``, N >= 1).
 
-    ``features`` (N x D) and ``labels`` (N) are the stored patterns of the lessons; the floor of
-    class ``c`` is ``ratio`` times the 5th percentile of their cosine similarities to the
-    prototype of ``c``. Classes without patterns get a floor of 0 (never unknown by this rule).
+    The spread is the 5th percentile of the frames' cosine similarities to the lesson's mean.
     """
-    floors = torch.zeros(prototypes.shape[0])
-    if ratio <= 0 or labels.numel() == 0:
-        return floors
     unit = F.normalize(features.float(), dim=1)
-    protos = F.normalize(prototypes.float(), dim=1)
-    for c in torch.unique(labels).tolist():
-        if c >= prototypes.shape[0]:
-            continue
-        sims = unit[labels == c] @ protos[c]
-        floors[c] = ratio * float(torch.quantile(sims, LESSON_QUANTILE))
-    return floors
+    mean = F.normalize(features.float().mean(0), dim=0)
+    return float(torch.quantile(unit @ mean, LESSON_QUANTILE))
+
+
+def lesson_floors(spreads: torch.Tensor, ratio: float, features: torch.Tensor | None = None,
+                  labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Return per-class similarity floors (capacity): ``ratio`` times each class's spread.
+
+    ``spreads`` (capacity) holds the mean lesson spread of every class (NaN where none was
+    recorded, e.g. a state stored before spreads existed: then the spread is taken from the
+    class's stored patterns ``features``/``labels``, N x D and N, as one lesson). Classes without
+    either get a floor of 0 (never unknown by this rule).
+    """
+    spreads = spreads.float().clone()
+    if ratio <= 0:
+        return torch.zeros_like(spreads)
+    missing = torch.isnan(spreads)
+    if missing.any() and labels is not None and labels.numel():
+        for c in torch.unique(labels).tolist():
+            if c < spreads.shape[0] and missing[c]:
+                spreads[c] = lesson_spread(features[labels == c])
+    return (ratio * spreads).nan_to_num(0.0)
