@@ -1,0 +1,47 @@
+"""benchmark_core end to end on a tiny hard stream (figures are printed, not asserted)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+STRATEGIES = {'ar1_fast', 'ar1_fast_deep', 'ncm', 'slda', 'joint', 'naive', 'replay_unbalanced',
+              'replay_balanced_no_cwr'}
+
+
+@pytest.mark.slow
+def test_benchmark_core_writes_every_output(tmp_path):
+    out = tmp_path / 'bench'
+    result = subprocess.run(
+        [sys.executable, '-m', 'cl_core_ros.tools.benchmark_core', '--out', str(out),
+         '--classes', '2', '--lessons', '2', '--frames', '6', '--test-sessions', '2',
+         '--test-frames', '3', '--never-taught', '1', '--consolidate-every', '2',
+         '--deep-epochs', '1', '--scaling', '1,2', '--set', 'fast_epochs=2'],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name in ('summary.json', 'summary.csv', 'accuracy.csv', 'accuracy.png', 'per_object.csv',
+                 'open_set.csv', 'open_set.png', 'timing.csv', 'scaling.csv', 'scaling.png'):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['source'] == 'hard' and len(summary['classes']) == 2
+    rows = {row['strategy']: row for row in summary['summary']}
+    assert set(rows) == STRATEGIES
+    for row in rows.values():
+        assert 0 <= row['final_accuracy'] <= 1 and 0 <= row['accuracy_first_round'] <= 1
+    assert rows['ar1_fast_deep']['deep_updates'] == 2
+    assert set(summary['per_object']['ar1_fast']) == set(summary['classes'])
+    open_set = {(r['strategy'], r['untaught'], r['frames']) for r in summary['open_set']}
+    assert ('ar1_fast', 'never_taught', 'smoothed') in open_set
+    assert ('ncm', 'never_taught', 'per_frame') in open_set
+    assert [r['classes'] for r in summary['scaling']] == [1, 2]
+    assert summary['scaling'][-1]['deep_s'] > 0 and summary['timing']['inference_median_s'] > 0
+    assert 'AUROC' in result.stdout and 'fast update' in result.stdout
+
+
+def test_benchmark_core_rejects_bad_arguments(tmp_path):
+    for bad in (['--classes', '1'], ['--set', 'no_such_field=1'], ['--set', 'fast_lr=abc']):
+        result = subprocess.run(
+            [sys.executable, '-m', 'cl_core_ros.tools.benchmark_core', '--out',
+             str(tmp_path), *bad], capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 2 and 'error' in result.stderr, bad
