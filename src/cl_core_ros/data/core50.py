@@ -149,6 +149,10 @@ class Core50Frame:
         """True when the frame belongs to a test session."""
         return self.session in TEST_SESSIONS
 
+    def read(self) -> np.ndarray:
+        """Read the frame's file as RGB uint8 (H, W, 3); :class:`Core50Error` on failure."""
+        return read_frame(self.path)
+
 
 @dataclass(frozen=True)
 class ScanIssue:

@@ -7,6 +7,9 @@ written as ``sensor_msgs/msg/Image`` (rgb8) on ``/image_raw`` or as
 gets a ``std_msgs/msg/String`` on ``/core50/label`` with the same timestamp and the JSON
 ``{session, object, category, frame, stamp_ns}``, so a runner labels frames without guessing;
 the bag's custom data (metadata.yaml) summarises sessions, objects, categories and frame counts.
+:func:`write_bag` writes one such bag from any frames with ``session``, ``object`` and ``frame``
+fields: CORe50 files, or frames rendered in memory
+(:class:`~cl_core_ros.data.generated.GeneratedFrame`).
 
 Bags use metadata version 8 (accepted by Humble and newer) and mcap storage unless sqlite3 is
 chosen. Usage::
@@ -17,7 +20,7 @@ chosen. Usage::
 """
 
 import argparse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 import json
 import logging
@@ -167,7 +170,7 @@ class _BagWriter:
             self.label_topic, STRING_TYPE, typestore=_TYPESTORE,
             offered_qos_profiles=[_reliable_qos(100)])
 
-    def _image_message(self, rgb: np.ndarray, encoded: np.ndarray, source: Path,
+    def _image_message(self, rgb: np.ndarray, encoded: np.ndarray | None, source: object,
                        header: object) -> object:
         types = _TYPESTORE.types
         if self.image_format == 'raw':
@@ -175,7 +178,7 @@ class _BagWriter:
             return types[IMAGE_TYPE](header=header, height=height, width=width, encoding='rgb8',
                                      is_bigendian=0, step=width * 3,
                                      data=np.ascontiguousarray(rgb).reshape(-1))
-        if self.image_format == 'png' and is_plain_rgb_png(encoded):
+        if self.image_format == 'png' and encoded is not None and is_plain_rgb_png(encoded):
             data = encoded  # the CORe50 file already is an 8-bit RGB PNG: keep its bytes
         else:
             ext, params = (('.png', []) if self.image_format == 'png' else
@@ -188,18 +191,20 @@ class _BagWriter:
         fmt = f'rgb8; {self.image_format} compressed bgr8'
         return types[COMPRESSED_TYPE](header=header, format=fmt, data=data)
 
-    def write(self, frame: Core50Frame, rgb: np.ndarray, encoded: np.ndarray,
+    def write(self, frame: Core50Frame, rgb: np.ndarray, encoded: np.ndarray | None,
               stamp_ns: int) -> None:
         types = _TYPESTORE.types
         stamp = types['builtin_interfaces/msg/Time'](sec=stamp_ns // 1_000_000_000,
                                                       nanosec=stamp_ns % 1_000_000_000)
         header = types['std_msgs/msg/Header'](stamp=stamp, frame_id=self.frame_id)
-        label = FrameLabel(frame.session, frame.object, frame.category, frame.frame, stamp_ns)
+        label = FrameLabel(frame.session, frame.object, category_of(frame.object), frame.frame,
+                           stamp_ns)
         # label first: a subscriber that sees the image already has its label
         self.writer.write(self.label_conn, stamp_ns, _TYPESTORE.serialize_cdr(
             types[STRING_TYPE](data=label.to_json()), STRING_TYPE))
         self.writer.write(self.image_conn, stamp_ns, _TYPESTORE.serialize_cdr(
-            self._image_message(rgb, encoded, frame.path, header), self.msgtype))
+            self._image_message(rgb, encoded, getattr(frame, 'path', frame), header),
+            self.msgtype))
         self.sessions.add(frame.session)
         key = f's{frame.session}/o{frame.object}'
         self.frame_counts[key] = self.frame_counts.get(key, 0) + 1
@@ -207,10 +212,11 @@ class _BagWriter:
         self.last_ns = stamp_ns
         self.count += 1
 
-    def close(self, per: str) -> BagSummary:
+    def close(self, per: str, extra: dict | None = None) -> BagSummary:
         objects = sorted({int(k.split('/o')[1]) for k in self.frame_counts})
         sessions = sorted(self.sessions)
         custom = {
+            **(extra or {}),
             'per': per, 'format': self.image_format, 'fps': FPS,
             'image_topic': self.topic, 'label_topic': self.label_topic,
             'sessions': sessions, 'objects': objects,
@@ -241,6 +247,102 @@ def _prepare_path(path: Path, overwrite: bool) -> None:
     if not looks_like_bag:
         raise FileExistsError(f'{path} exists and does not look like a bag: not removing it')
     shutil.rmtree(path)
+
+
+def _check_options(per: str, image_format: str, storage: str, jpeg_quality: int) -> None:
+    if per not in PER_CHOICES:
+        raise ValueError(f'per must be one of {PER_CHOICES}, got {per!r}')
+    if image_format not in FORMAT_CHOICES:
+        raise ValueError(f'image_format must be one of {FORMAT_CHOICES}, got {image_format!r}')
+    if storage not in STORAGE_CHOICES:
+        raise ValueError(f'storage must be one of {STORAGE_CHOICES}, got {storage!r}')
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f'jpeg_quality must be in 1..100, got {jpeg_quality}')
+
+
+def read_pixels(frame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return a frame's RGB pixels and its encoded bytes (None when it has no file).
+
+    A frame with a ``path`` (:class:`~cl_core_ros.data.core50.Core50Frame`) is read from its
+    file, whose bytes a png bag keeps as they are; any other frame is rendered by its
+    ``read()`` (:class:`~cl_core_ros.data.generated.GeneratedFrame`). Raises OSError or
+    :class:`Core50Error` when a file cannot be read.
+    """
+    path = getattr(frame, 'path', None)
+    if path is None:
+        return frame.read(), None
+    encoded = np.fromfile(path, dtype=np.uint8)
+    return decode_frame(encoded, path), encoded
+
+
+def write_bag(path: Path | str, sequences: Sequence[Sequence[Core50Frame]], *,
+              per: str = 'object-session', image_format: str = 'raw', storage: str = 'mcap',
+              topic: str = DEFAULT_TOPIC, label_topic: str = LABEL_TOPIC,
+              frame_id: str = DEFAULT_FRAME_ID, start_ns: int = DEFAULT_START_NS,
+              jpeg_quality: int = 95, overwrite: bool = False, extra: dict | None = None,
+              issues: list[ScanIssue] | None = None,
+              on_frame: Callable[[], object] | None = None) -> BagSummary | None:
+    """Write one bag of object-sessions of one session, stamped as :func:`convert_core50` does.
+
+    Args:
+        path: the bag folder to write.
+        sequences: the frames of each object-session, in frame order, all of one session
+            (exactly one object-session for ``per='object-session'``). A frame needs
+            ``session``, ``object`` (1..50) and ``frame`` fields; its pixels come from
+            :func:`read_pixels`.
+        per: ``object-session`` or ``session`` (the objects follow one another, 1 s apart).
+        image_format, storage, topic, label_topic, frame_id, start_ns, jpeg_quality, overwrite:
+            as for :func:`convert_core50`.
+        extra: more keys for the bag's custom data (the CORe50 summary keys take precedence).
+        issues: receives a :class:`ScanIssue` for each frame that could not be read (skipped)
+            and for a bag left with no frame.
+        on_frame: called once per frame, before it is read (progress).
+
+    Returns:
+        The :class:`BagSummary`, or None when no frame could be read (no bag is left).
+
+    """
+    _check_options(per, image_format, storage, jpeg_quality)
+    path = Path(path)
+    sequences = [list(frames) for frames in sequences if len(frames)]
+    sessions = {frame.session for frames in sequences for frame in frames}
+    if len(sessions) != 1:
+        raise ValueError(f'{path.name}: a bag holds frames of one session, got {sorted(sessions)}')
+    if per == 'object-session' and len({f.object for fs in sequences for f in fs}) != 1:
+        raise ValueError(f'{path.name}: an object-session bag holds one object')
+    issues = [] if issues is None else issues
+    _prepare_path(path, overwrite)
+    bag = _BagWriter(path, image_format=image_format, storage=storage, topic=topic,
+                     label_topic=label_topic, frame_id=frame_id, jpeg_quality=jpeg_quality)
+    bag.open()
+    try:
+        session = sessions.pop()
+        offset = start_ns + (session - 1) * SESSION_SPACING_NS
+        for frames in sequences:
+            if per == 'object-session':
+                offset = sequence_start_ns(session, frames[0].object, start_ns)
+            for frame in frames:
+                if on_frame is not None:
+                    on_frame()
+                source = getattr(frame, 'path', frame)
+                try:
+                    rgb, encoded = read_pixels(frame)
+                except (OSError, Core50Error) as exc:
+                    issues.append(ScanIssue('unreadable', source, f'{exc}: skipped'))
+                    logger.warning('skipped unreadable frame %s', source)
+                    continue
+                bag.write(frame, rgb, encoded, offset + frame.frame * FRAME_PERIOD_NS)
+            offset += (frames[-1].frame + 1) * FRAME_PERIOD_NS + OBJECT_GAP_NS
+        if bag.count == 0:
+            raise Core50Error(f'no readable frames for {path.name}')
+        return bag.close(per, extra)
+    except Core50Error as exc:
+        bag.abort()
+        issues.append(ScanIssue('unreadable', path, f'{exc}: no bag written'))
+        return None
+    except BaseException:
+        bag.abort()
+        raise
 
 
 def convert_core50(root: Path | str, out_dir: Path | str, *, per: str = 'object-session',
@@ -277,14 +379,7 @@ def convert_core50(root: Path | str, out_dir: Path | str, *, per: str = 'object-
         are skipped and listed in ``report.issues``; nothing is labelled by guess.
 
     """
-    if per not in PER_CHOICES:
-        raise ValueError(f'per must be one of {PER_CHOICES}, got {per!r}')
-    if image_format not in FORMAT_CHOICES:
-        raise ValueError(f'image_format must be one of {FORMAT_CHOICES}, got {image_format!r}')
-    if storage not in STORAGE_CHOICES:
-        raise ValueError(f'storage must be one of {STORAGE_CHOICES}, got {storage!r}')
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f'jpeg_quality must be in 1..100, got {jpeg_quality}')
+    _check_options(per, image_format, storage, jpeg_quality)
     started = time.perf_counter()
     scan = scan_core50(root, sessions=sessions, objects=objects, size=size, verify='header')
     report = ConversionReport(scan=scan)
@@ -300,42 +395,14 @@ def convert_core50(root: Path | str, out_dir: Path | str, *, per: str = 'object-
                file=sys.stderr)
     try:
         for key, sequences in sorted(groups.items()):
-            path = out_dir / bag_name(*key)
-            _prepare_path(path, overwrite)
-            bag = _BagWriter(path, image_format=image_format, storage=storage, topic=topic,
-                             label_topic=label_topic, frame_id=frame_id,
-                             jpeg_quality=jpeg_quality)
-            bag.open()
-            try:
-                offset = start_ns + (key[0] - 1) * SESSION_SPACING_NS
-                for frames in sequences:
-                    if per == 'object-session':
-                        offset = sequence_start_ns(key[0], key[1], start_ns)
-                    for frame in frames:
-                        bar.update(1)
-                        try:
-                            encoded = np.fromfile(frame.path, dtype=np.uint8)
-                            rgb = decode_frame(encoded, frame.path)
-                        except (OSError, Core50Error) as exc:
-                            report.decode_issues.append(
-                                ScanIssue('unreadable', frame.path, f'{exc}: skipped'))
-                            logger.warning('skipped unreadable frame %s', frame.path)
-                            continue
-                        bag.write(frame, rgb, encoded, offset + frame.frame * FRAME_PERIOD_NS)
-                    offset += (frames[-1].frame + 1) * FRAME_PERIOD_NS + OBJECT_GAP_NS
-                if bag.count == 0:
-                    raise Core50Error(f'no readable frames for {path.name}')
-                summary = bag.close(per)
-            except Core50Error as exc:
-                bag.abort()
-                report.decode_issues.append(ScanIssue('unreadable', path,
-                                                      f'{exc}: no bag written'))
-                continue
-            except BaseException:
-                bag.abort()
-                raise
-            report.bags.append(summary)
-            report.frames_written += summary.frames
+            summary = write_bag(out_dir / bag_name(*key), sequences, per=per,
+                                image_format=image_format, storage=storage, topic=topic,
+                                label_topic=label_topic, frame_id=frame_id, start_ns=start_ns,
+                                jpeg_quality=jpeg_quality, overwrite=overwrite,
+                                issues=report.decode_issues, on_frame=lambda: bar.update(1))
+            if summary is not None:
+                report.bags.append(summary)
+                report.frames_written += summary.frames
     finally:
         bar.close()
     report.elapsed_s = time.perf_counter() - started

@@ -23,6 +23,15 @@ from a seed:
 - ``frames_per_experience`` / ``test_frames_per_session`` keep that many evenly spaced frames of
   each object-session (all frames by default).
 
+:func:`build_generated_protocol` builds the same kind of stream on objects rendered on demand
+(:mod:`cl_core_ros.data.generated`: the hard stream, or scikit-image's photos) instead of a
+folder: the first round teaches every object once, one object-session per experience, in a seeded
+order (each experience introduces its class); every later round brings a new training session of
+every known object, again in a seeded order. The test set is every object in each of the source's
+4 test sessions. Frames of such a protocol are
+:class:`~cl_core_ros.data.generated.GeneratedFrame` objects; like CORe50 frames they have
+``session``, ``object`` and ``frame`` fields and a ``read()`` that returns the pixels.
+
 Nothing here imports rclpy or torch: the protocol is plain data, shared by the fast runner (core
 calls) and the ROS runner (the nodes' services), so both teach the same stream for one seed.
 """
@@ -40,6 +49,7 @@ from cl_core_ros.data.core50 import (
     scan_core50,
     TEST_SESSIONS,
 )
+from cl_core_ros.data.generated import GeneratedFrame, GeneratedSource
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +59,11 @@ CATEGORY_NAMES = ('plug_adapter', 'mobile_phone', 'scissors', 'light_bulb', 'can
                   'ball', 'marker', 'cup', 'remote_control')
 DEFAULT_FIRST_OBJECTS = 10
 PROTOCOL_NAME = 'NICv2'
+DEFAULT_ROUNDS = 2
+DEFAULT_GENERATED_FRAMES = 100       # frames per experience of a generated protocol
+DEFAULT_GENERATED_TEST_FRAMES = 25   # test frames per object and test session
+
+Frame = Core50Frame | GeneratedFrame
 
 
 class ProtocolError(ValueError):
@@ -62,6 +77,30 @@ def class_label(obj: int, classes: str = 'object') -> str:
     if classes == 'object':
         return f'o{obj:02d}'
     return CATEGORY_NAMES[category_of(obj)]
+
+
+class Core50Objects:
+    """CORe50's objects as a protocol's source: labels ``o07`` or their categories."""
+
+    name = 'core50'
+    protocol_name = PROTOCOL_NAME
+    category_names = CATEGORY_NAMES
+
+    def category(self, obj: int) -> int:
+        """Return the object's category (0..9)."""
+        return category_of(obj)
+
+    def label(self, obj: int, classes: str = 'object') -> str:
+        """Return the class label of an object (see :func:`class_label`)."""
+        return class_label(obj, classes)
+
+    def describe(self) -> dict:
+        """Return a JSON-ready description of the source."""
+        return {'name': self.name}
+
+
+CORE50 = Core50Objects()
+Source = Core50Objects | GeneratedSource
 
 
 def subsample(frames: Sequence[Core50Frame], count: int | None) -> tuple[Core50Frame, ...]:
@@ -82,13 +121,13 @@ class Lesson:
     session: int
     object: int
     label: str
-    frames: tuple[Core50Frame, ...]
+    frames: tuple[Frame, ...]
     available: int  # frames of this object-session in the folder
+    category: int | None = None  # the object's category; None: its CORe50 category
 
-    @property
-    def category(self) -> int:
-        """Category (0..9) of the object."""
-        return category_of(self.object)
+    def __post_init__(self) -> None:
+        if self.category is None:
+            object.__setattr__(self, 'category', category_of(self.object))
 
     @property
     def key(self) -> tuple[int, int]:
@@ -112,9 +151,13 @@ class Experience:
 
 @dataclass(frozen=True)
 class Protocol:
-    """A NICv2-style stream: experiences to teach in order and the frames to test on."""
+    """A NICv2-style stream: experiences to teach in order and the frames to test on.
 
-    root: Path
+    ``source`` names the objects, their labels and categories: :data:`CORE50` for a folder
+    (``root``), a :class:`~cl_core_ros.data.generated.GeneratedSource` otherwise (``root`` None).
+    """
+
+    root: Path | None
     classes: str
     seed: int
     train_sessions: tuple[int, ...]
@@ -122,22 +165,40 @@ class Protocol:
     objects: tuple[int, ...]
     first_session: int
     experiences: tuple[Experience, ...]
-    test_frames: tuple[Core50Frame, ...]
+    test_frames: tuple[Frame, ...]
     total_experiences: int  # length of the full stream before any truncation
     frames_per_experience: int | None = None
     test_frames_per_session: int | None = None
+    source: Source = CORE50
 
     @property
     def name(self) -> str:
-        """E.g. ``NICv2-391`` (the full stream's length) or ``NICv2-391[:20]`` if truncated."""
-        name = f'{PROTOCOL_NAME}-{self.total_experiences}'
+        """E.g. ``NICv2-391`` (the full stream's length) or ``NICv2-391[:20]`` if truncated.
+
+        Generated protocols are named after their source: ``NIC-hard-16``, ``NIC-photos-16``.
+        """
+        name = f'{self.source.protocol_name}-{self.total_experiences}'
         if len(self.experiences) < self.total_experiences:
             name += f'[:{len(self.experiences)}]'
         return name
 
+    @property
+    def generated(self) -> bool:
+        """True when the frames are rendered on demand (no folder behind the protocol)."""
+        return isinstance(self.source, GeneratedSource)
+
     def label_of(self, obj: int) -> str:
         """Return the class label of an object under this protocol's class mode."""
-        return class_label(obj, self.classes)
+        return self.source.label(obj, self.classes)
+
+    def category_of(self, obj: int) -> int:
+        """Return the category of an object (an index into :attr:`category_names`)."""
+        return self.source.category(obj)
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        """Names of the categories, by category index."""
+        return tuple(self.source.category_names)
 
     @property
     def class_labels(self) -> tuple[str, ...]:
@@ -147,7 +208,7 @@ class Protocol:
     @property
     def categories(self) -> tuple[int, ...]:
         """Categories of the data set's objects."""
-        return tuple(sorted({category_of(o) for o in self.objects}))
+        return tuple(sorted({self.category_of(o) for o in self.objects}))
 
     def order(self) -> list[list[list[int]]]:
         """Return the stream as ``[[[session, object], ...], ...]`` (one list per experience)."""
@@ -158,9 +219,9 @@ class Protocol:
         """Return every lesson of the stream in teaching order."""
         return [lesson for exp in self.experiences for lesson in exp.lessons]
 
-    def test_sequences(self) -> dict[tuple[int, int], list[Core50Frame]]:
+    def test_sequences(self) -> dict[tuple[int, int], list[Frame]]:
         """Return the test frames grouped by (session, object)."""
-        groups: dict[tuple[int, int], list[Core50Frame]] = {}
+        groups: dict[tuple[int, int], list[Frame]] = {}
         for frame in self.test_frames:
             groups.setdefault((frame.session, frame.object), []).append(frame)
         return groups
@@ -168,7 +229,8 @@ class Protocol:
     def summary(self) -> dict:
         """Return a JSON-ready description (counts, sessions, the experience order)."""
         return {
-            'name': self.name, 'root': str(self.root), 'classes': self.classes,
+            'name': self.name, 'source': self.source.describe(),
+            'root': None if self.root is None else str(self.root), 'classes': self.classes,
             'seed': self.seed, 'train_sessions': list(self.train_sessions),
             'test_sessions': list(self.test_sessions), 'objects': list(self.objects),
             'categories': list(self.categories), 'num_classes': len(self.class_labels),
@@ -340,5 +402,73 @@ def build_protocol(root: Path | str | None = None, *, scan: Core50Scan | None = 
     return protocol
 
 
-__all__ = ['build_protocol', 'CATEGORY_NAMES', 'class_label', 'CLASS_MODES', 'Experience',
-           'Lesson', 'Protocol', 'ProtocolError', 'subsample']
+def build_generated_protocol(source: GeneratedSource, *, seed: int = 0,
+                             classes: str = 'object', rounds: int = DEFAULT_ROUNDS,
+                             experiences: int | None = None,
+                             frames_per_experience: int = DEFAULT_GENERATED_FRAMES,
+                             test_frames_per_session: int = DEFAULT_GENERATED_TEST_FRAMES
+                             ) -> Protocol:
+    """Build a NIC-like protocol over objects rendered on demand (see the module doc).
+
+    Args:
+        source: the objects (:func:`~cl_core_ros.data.generated.make_source`).
+        seed: seeds the order of every round; same seed, same protocol.
+        classes: ``object`` (one class per object) or ``category`` (the source's categories).
+        rounds: training sessions per object: round ``r`` teaches training session ``r + 1``
+            of every object, one object-session per experience.
+        experiences: keep only the first N experiences of the stream (None: all).
+        frames_per_experience: frames of each lesson (frames 0 .. N - 1 of its session).
+        test_frames_per_session: frames of every object in each test session.
+
+    Raises:
+        ProtocolError: bad option values.
+
+    """
+    classes = _parse_classes(classes)
+    for name, value in (('rounds', rounds), ('experiences', experiences),
+                        ('frames_per_experience', frames_per_experience),
+                        ('test_frames_per_session', test_frames_per_session)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ProtocolError(f'{name} must be an integer >= 1, got {value!r}')
+    if frames_per_experience is None or test_frames_per_session is None:
+        raise ProtocolError('a generated protocol needs frames_per_experience and '
+                            'test_frames_per_session')
+    if rounds >= min(source.test_sessions):
+        raise ProtocolError(f'rounds must be below {min(source.test_sessions)}, got {rounds}')
+    rng = random.Random(seed)
+    stream: list[Experience] = []
+    known: set[str] = set()
+    for round_index in range(rounds):
+        order = list(source.objects)
+        rng.shuffle(order)
+        session = round_index + 1
+        for obj in order:
+            label = source.label(obj, classes)
+            lesson = Lesson(session, obj, label,
+                            source.frames(obj, session, frames_per_experience),
+                            frames_per_experience, source.category(obj))
+            new = () if label in known else (label,)
+            known.add(label)
+            stream.append(Experience(len(stream), (lesson,), new))
+    total = len(stream)
+    if experiences is not None:
+        stream = stream[:experiences]
+    test_frames = tuple(frame for session in source.test_sessions for obj in source.objects
+                        for frame in source.frames(obj, session, test_frames_per_session))
+    protocol = Protocol(
+        root=None, classes=classes, seed=seed,
+        train_sessions=tuple(range(1, rounds + 1)), test_sessions=tuple(source.test_sessions),
+        objects=source.objects, first_session=1, experiences=tuple(stream),
+        test_frames=test_frames, total_experiences=total,
+        frames_per_experience=frames_per_experience,
+        test_frames_per_session=test_frames_per_session, source=source)
+    logger.info('protocol %s: %d classes (%s) over %d rounds of %s objects, %d test frames from '
+                'sessions %s', protocol.name, len(protocol.class_labels), classes, rounds,
+                source.name, len(test_frames), list(protocol.test_sessions))
+    return protocol
+
+
+__all__ = ['build_generated_protocol', 'build_protocol', 'CATEGORY_NAMES', 'class_label',
+           'CLASS_MODES', 'CORE50', 'Experience', 'Lesson', 'Protocol', 'ProtocolError',
+           'subsample']

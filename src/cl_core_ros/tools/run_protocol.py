@@ -1,5 +1,25 @@
 """Run a NICv2-style continual-learning protocol on CORe50 and report accuracy per experience.
 
+``--source`` chooses the objects:
+
+``core50`` (default)
+    a folder in the CORe50 layout (``--root``): the NICv2 stream of
+    :func:`cl_core_ros.tools.protocol.build_protocol`.
+``hard``
+    the hard stream (:mod:`cl_core_ros.data.scenes`: photographic objects over photographic
+    backgrounds, train and test sessions never sharing a background), rendered on demand, no
+    ``--root``: ``--hard-objects`` taught objects, a first round teaching every object once
+    (one object-session of ``--frames-per-experience`` frames per experience, seeded order), then
+    ``--rounds`` - 1 more rounds bringing a new training session of every known object; the test
+    set is ``--test-frames-per-session`` frames of every object in each of 4 test sessions
+    (:func:`cl_core_ros.tools.protocol.build_generated_protocol`).
+``photos``
+    the same stream over scikit-image's photos filmed in sessions
+    (:mod:`cl_core_ros.data.photos`).
+
+Generated frames are ``--frame-size`` (default 640x480, a camera's resolution). Both modes work
+with every source; in ros mode the generated frames are written to bags like CORe50's.
+
 Two modes teach the same stream (:func:`cl_core_ros.tools.protocol.build_protocol`, same seed,
 same experience order):
 
@@ -35,6 +55,9 @@ Usage::
         [--experiences N] [--frames-per-experience N] [--test-frames-per-session N]
         [--classes object|category] [--consolidate-every N] [--bags DIR] [--first-objects N]
         [--objects O ...] [--test-sessions S ...] [--eval-every N] [--bag-format raw|png]
+    python -m cl_core_ros.tools.run_protocol --source hard|photos --out DIR [--mode fast|ros]
+        [--hard-objects N] [--rounds N] [--frame-size WxH] [the options above but --root,
+        --first-objects, --objects and --test-sessions]
 """
 
 import argparse
@@ -55,13 +78,17 @@ import time
 import numpy as np
 
 from cl_core_ros.core.metrics import accuracy, AccuracyMatrix, per_class_accuracy
-from cl_core_ros.data.core50 import category_of, read_frame
+from cl_core_ros.data.generated import DEFAULT_FRAME_SIZE, make_source, SourceError
 from cl_core_ros.tools.node_process import executable_path, NodeProcess
 from cl_core_ros.tools.protocol import (
+    build_generated_protocol,
     build_protocol,
     CATEGORY_NAMES,
     CLASS_MODES,
     DEFAULT_FIRST_OBJECTS,
+    DEFAULT_GENERATED_FRAMES,
+    DEFAULT_GENERATED_TEST_FRAMES,
+    DEFAULT_ROUNDS,
     Lesson,
     Protocol,
     ProtocolError,
@@ -70,6 +97,8 @@ from cl_core_ros.tools.protocol import (
 logger = logging.getLogger(__name__)
 
 MODES = ('fast', 'ros')
+SOURCES = ('core50', 'hard', 'photos')
+DEFAULT_HARD_OBJECTS = 8
 BAG_FORMATS = ('raw', 'png')
 DEFAULT_ROS_TEST_FRAMES = 10
 CSV_NAME, SUMMARY_NAME, PLOT_NAME = 'accuracy.csv', 'summary.json', 'accuracy.png'
@@ -115,7 +144,7 @@ def score(protocol: Protocol, objects: Sequence[int], predicted: Sequence[str | 
     index = {label: k for k, label in enumerate(protocol.class_labels)}
     truth = np.array([index[protocol.label_of(o)] for o in objects], dtype=int)
     guess = np.array([index.get(p, -1) if p else -1 for p in predicted], dtype=int)
-    categories = np.array([category_of(o) for o in objects], dtype=int)
+    categories = np.array([protocol.category_of(o) for o in objects], dtype=int)
     seen_mask = np.array([protocol.label_of(o) in seen for o in objects], dtype=bool)
     per_category = {c: accuracy(guess[categories == c], truth[categories == c])
                     for c in protocol.categories}
@@ -194,7 +223,7 @@ def run_fast(protocol: Protocol, *, consolidate_every: int = 0, eval_every: int 
     parts = []
     for i in range(0, len(protocol.test_frames), _ENCODE_CHUNK):
         chunk = protocol.test_frames[i:i + _ENCODE_CHUNK]
-        parts.append(learner.encode_images([read_frame(f.path) for f in chunk]))
+        parts.append(learner.encode_images([f.read() for f in chunk]))
     test_latents = Latents.cat(parts)
     result.setup_seconds = time.perf_counter() - started
     logger.info('fast mode: learner ready, %d test frames encoded in %.1f s',
@@ -207,7 +236,7 @@ def run_fast(protocol: Protocol, *, consolidate_every: int = 0, eval_every: int 
                                   list(exp.new_classes), 0, 0, 0.0)
         for lesson in exp.lessons:
             t0 = time.perf_counter()
-            latents = learner.encode_images([read_frame(f.path) for f in lesson.frames])
+            latents = learner.encode_images([f.read() for f in lesson.frames])
             record.encode_seconds += time.perf_counter() - t0
             report = learner.learn(lesson.label, latents)
             record.update_seconds += report.seconds
@@ -233,46 +262,40 @@ def run_fast(protocol: Protocol, *, consolidate_every: int = 0, eval_every: int 
 
 # --- ros mode: bags played through the nodes --------------------------------------------------
 
-def _link_frames(frames, dest: Path) -> None:
-    """Make a CORe50-layout tree of symlinks to ``frames`` under ``dest`` (replaced)."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    for frame in frames:
-        path = dest / f's{frame.session}' / f'o{frame.object}' / frame.path.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.symlink_to(frame.path.resolve())
-
-
 def convert_protocol_bags(protocol: Protocol, bags_dir: Path, *,
                           image_format: str = 'png') -> dict:
     """Write the protocol's frames as bags: ``train/`` per object-session, ``test/`` per session.
 
-    Only the frames the protocol uses go in (the subsampled ones keep their CORe50 frame
-    numbers, hence their stamps). Returns {'train': [...], 'test': [...], 'seconds': s}.
+    Only the frames the protocol uses go in (the subsampled CORe50 ones keep their frame
+    numbers, hence their stamps); generated frames are rendered into the bags, whose custom data
+    then also records the source (:meth:`GeneratedSource.describe`) under ``source``. Returns
+    {'train': [...], 'test': [...], 'seconds': s}.
     """
-    from cl_core_ros.tools.core50_to_bag import convert_core50
+    from cl_core_ros.data.core50 import ScanIssue
+    from cl_core_ros.tools.core50_to_bag import bag_name, write_bag
 
     started = time.perf_counter()
-    staging = bags_dir / '.frames'
-    scan_logger = logging.getLogger('cl_core_ros.data.core50')
-    level = scan_logger.level
-    scan_logger.setLevel(logging.ERROR)  # subsampled sequences are "missing" frames on purpose
+    extra = {'source': protocol.source.describe()} if protocol.generated else None
     written = {}
-    try:
-        for part, frames, per in (
-                ('train', [f for lesson in protocol.lessons() for f in lesson.frames],
-                 'object-session'),
-                ('test', protocol.test_frames, 'session')):
-            _link_frames(frames, staging / part)
-            report = convert_core50(staging / part, bags_dir / part, per=per,
-                                    image_format=image_format, overwrite=True, progress=False)
-            written[part] = [str(b.path) for b in report.bags]
-            if report.decode_issues:
-                raise ProtocolError(f'{len(report.decode_issues)} frame(s) could not be '
-                                    f'converted: {report.decode_issues[0]}')
-    finally:
-        scan_logger.setLevel(level)
-        shutil.rmtree(staging, ignore_errors=True)
+    for part, frames, per in (
+            ('train', [f for lesson in protocol.lessons() for f in lesson.frames],
+             'object-session'),
+            ('test', protocol.test_frames, 'session')):
+        groups: dict[tuple[int, ...], dict[int, list]] = {}
+        for frame in frames:
+            key = (frame.session, frame.object) if per == 'object-session' else (frame.session,)
+            groups.setdefault(key, {}).setdefault(frame.object, []).append(frame)
+        issues: list[ScanIssue] = []
+        written[part] = []
+        for key, by_object in sorted(groups.items()):
+            sequences = [sorted(set(by_object[obj])) for obj in sorted(by_object)]
+            summary = write_bag(bags_dir / part / bag_name(*key), sequences, per=per,
+                                image_format=image_format, overwrite=True, extra=extra,
+                                issues=issues)
+            if issues:
+                raise ProtocolError(f'{len(issues)} frame(s) could not be converted: '
+                                    f'{issues[0]}')
+            written[part].append(str(summary.path))
     written['seconds'] = time.perf_counter() - started
     logger.info('converted %d training and %d test bags under %s in %.1f s',
                 len(written['train']), len(written['test']), bags_dir, written['seconds'])
@@ -288,9 +311,12 @@ def index_bags(protocol: Protocol, bags_dir: Path) -> tuple[dict, list[Path]]:
 
     lesson_bags: dict[tuple[int, int], Path] = {}
     test_bags: list[Path] = []
+    # bags of a generated source match only the same source (objects, seed, frame size)
+    wanted_source = (json.loads(json.dumps(protocol.source.describe()))
+                     if protocol.generated else None)
     for bag in find_bags(bags_dir):
         meta = bag_info(bag).core50
-        if not meta:
+        if not meta or meta.get('source') != wanted_source:
             continue
         sessions, objects = meta.get('sessions', []), meta.get('objects', [])
         if len(sessions) == 1 and len(objects) == 1 and sessions[0] in protocol.train_sessions:
@@ -300,12 +326,14 @@ def index_bags(protocol: Protocol, bags_dir: Path) -> tuple[dict, list[Path]]:
             test_bags.append(bag)
     missing = [f's{s}/o{o}' for s, o in dict.fromkeys(x.key for x in protocol.lessons())
                if (s, o) not in lesson_bags]
+    hint = ('' if wanted_source is None else f' written for this --source '
+            f'{protocol.source.name} (same objects, --seed and --frame-size)')
     if missing:
-        raise ProtocolError(f'no object-session bag under {bags_dir} for {len(missing)} '
+        raise ProtocolError(f'no object-session bag{hint} under {bags_dir} for {len(missing)} '
                             f'lesson(s): {", ".join(missing[:10])}')
     if not test_bags:
-        raise ProtocolError(f'no bag of the test sessions {list(protocol.test_sessions)} under '
-                            f'{bags_dir}')
+        raise ProtocolError(f'no bag{hint} of the test sessions {list(protocol.test_sessions)} '
+                            f'under {bags_dir}')
     return lesson_bags, test_bags
 
 
@@ -708,9 +736,12 @@ def _plain(value):
     return value
 
 
-def category_column(category: int) -> str:
-    """Return the CSV column of a category's accuracy, e.g. ``acc_c3_light_bulb``."""
-    return f'acc_c{category}_{CATEGORY_NAMES[category]}'
+def category_column(category: int, names: Sequence[str] = CATEGORY_NAMES) -> str:
+    """Return the CSV column of a category's accuracy, e.g. ``acc_c3_light_bulb``.
+
+    ``names`` gives the category names (a protocol's ``category_names``; default CORe50's).
+    """
+    return f'acc_c{category}_{names[category]}'
 
 
 CSV_COLUMNS = ('experience', 'lessons', 'new_classes', 'classes_seen', 'frames_used',
@@ -720,7 +751,8 @@ CSV_COLUMNS = ('experience', 'lessons', 'new_classes', 'classes_seen', 'frames_u
 
 def write_csv(path: Path, protocol: Protocol, records: list[ExperienceRecord]) -> None:
     """Write one row per experience (accuracies as fractions; empty when not evaluated)."""
-    columns = list(CSV_COLUMNS) + [category_column(c) for c in protocol.categories]
+    columns = list(CSV_COLUMNS) + [category_column(c, protocol.category_names)
+                                   for c in protocol.categories]
 
     def fmt(value) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -751,13 +783,15 @@ def summarize(protocol: Protocol, result: RunResult, args: dict | None = None) -
     last = evaluated[-1].evaluation if evaluated else None
     updates = [r.update_seconds for r in result.records]
     lesson_updates = [r.update_seconds / max(1, len(r.lessons)) for r in result.records]
+    names = protocol.category_names
     return _plain({
-        'mode': result.mode, 'seed': protocol.seed, 'protocol': protocol.summary(),
+        'mode': result.mode, 'source': protocol.source.name, 'seed': protocol.seed,
+        'protocol': protocol.summary(),
         'classes': protocol.classes, 'experiences_run': len(result.records),
         'final_accuracy': last.accuracy if last else None,
         'final_accuracy_seen': last.accuracy_seen if last else None,
         'final_accuracy_per_category': (
-            {CATEGORY_NAMES[c]: v for c, v in last.per_category.items()} if last else None),
+            {names[c]: v for c, v in last.per_category.items()} if last else None),
         'average_accuracy': (float(np.mean([r.evaluation.accuracy for r in evaluated]))
                              if evaluated else None),
         'final_class_average_accuracy': matrix.average_accuracy() if evaluated else None,
@@ -779,7 +813,8 @@ def summarize(protocol: Protocol, result: RunResult, args: dict | None = None) -
             'eval_seconds_total': float(sum(r.evaluation.seconds for r in evaluated)),
         },
         'accuracy_matrix': matrix.state_dict(),
-        'published_nicv2_391_final_accuracy': PUBLISHED_NICV2_391,
+        'published_nicv2_391_final_accuracy': (None if protocol.generated
+                                               else PUBLISHED_NICV2_391),
         'run': result.extra, 'args': args or {},
     })
 
@@ -797,7 +832,7 @@ def plot(path: Path, protocol: Protocol, records: list[ExperienceRecord], title:
         cmap = plt.get_cmap('tab10')
         for c in protocol.categories:
             ax.plot(x, [100 * r.evaluation.per_category[c] for r in evaluated], lw=1,
-                    alpha=0.6, color=cmap(c % 10), label=CATEGORY_NAMES[c])
+                    alpha=0.6, color=cmap(c % 10), label=protocol.category_names[c])
         ax.plot(x, [100 * r.evaluation.accuracy_seen for r in evaluated], 'k--', lw=1.5,
                 label='classes seen')
         ax.plot(x, [100 * r.evaluation.accuracy for r in evaluated], 'k-', lw=2.5,
@@ -847,14 +882,31 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _frame_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected WIDTHxHEIGHT, got {text!r}') from None
+    if min(width, height) < 32:
+        raise argparse.ArgumentTypeError(f'frames must be at least 32x32, got {text!r}')
+    return width, height
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
         prog='python -m cl_core_ros.tools.run_protocol',
         description='Run a NICv2-style continual-learning protocol on CORe50 (or a folder in '
-                    'its layout) and write accuracy.csv, summary.json and accuracy.png.')
-    parser.add_argument('--root', required=True, type=Path,
-                        help='core50_128x128 (or the folder holding it)')
+                    'its layout), on the hard stream or on photos, and write accuracy.csv, '
+                    'summary.json and accuracy.png.')
+    parser.add_argument('--source', choices=SOURCES, default='core50',
+                        help='core50: a folder in the CORe50 layout (--root); hard: the hard '
+                             'stream (photographic objects over photographic backgrounds); '
+                             'photos: scikit-image photos filmed in sessions. hard and photos '
+                             'are rendered on demand (default core50)')
+    parser.add_argument('--root', type=Path, default=None,
+                        help='core50_128x128 (or the folder holding it); needed by --source '
+                             'core50 only')
     parser.add_argument('--out', required=True, type=Path, help='output folder')
     parser.add_argument('--mode', choices=MODES, default='fast',
                         help='fast: the core learner directly; ros: through the nodes')
@@ -862,23 +914,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--experiences', type=_positive, default=None, metavar='N',
                         help='run only the first N experiences of the stream')
     parser.add_argument('--frames-per-experience', type=_positive, default=None, metavar='N',
-                        help='evenly spaced frames taught per object-session (default all)')
+                        help='evenly spaced frames taught per object-session (default all; '
+                             f'hard and photos: {DEFAULT_GENERATED_FRAMES} frames rendered)')
     parser.add_argument('--test-frames-per-session', type=_positive, default=None, metavar='N',
                         help='evenly spaced test frames per object in each test session '
                              f'(default: all in fast mode, {DEFAULT_ROS_TEST_FRAMES} in ros '
-                             'mode)')
+                             f'mode; hard and photos: {DEFAULT_GENERATED_TEST_FRAMES} in each '
+                             'of their 4 test sessions)')
     parser.add_argument('--classes', choices=CLASS_MODES, default='object',
                         help='a class is the object (50-way) or its category (10-way)')
     parser.add_argument('--consolidate-every', type=_non_negative, default=0, metavar='N',
                         help='deep consolidation after every N experiences (0: never)')
     parser.add_argument('--bags', type=Path, default=None, metavar='DIR',
                         help='ros mode: use the bags under DIR instead of converting')
-    parser.add_argument('--first-objects', type=_positive, default=DEFAULT_FIRST_OBJECTS,
-                        metavar='N', help='objects in the first experience (default 10)')
+    parser.add_argument('--first-objects', type=_positive, default=None, metavar='N',
+                        help=f'core50: objects in the first experience (default '
+                             f'{DEFAULT_FIRST_OBJECTS})')
     parser.add_argument('--objects', type=int, nargs='+', default=None, metavar='O',
-                        help='use only these objects (default all)')
+                        help='core50: use only these objects (default all)')
     parser.add_argument('--test-sessions', type=int, nargs='+', default=None, metavar='S',
-                        help='test sessions (default: those of 3 7 10 present)')
+                        help='core50: test sessions (default: those of 3 7 10 present)')
+    parser.add_argument('--hard-objects', type=_positive, default=None, metavar='N',
+                        help='hard and photos: objects taught (the classes; default '
+                             f'{DEFAULT_HARD_OBJECTS})')
+    parser.add_argument('--rounds', type=_positive, default=None, metavar='N',
+                        help='hard and photos: training sessions per object, one round each: '
+                             'the first round introduces every object, the later ones bring '
+                             f'new sessions of known objects (default {DEFAULT_ROUNDS})')
+    parser.add_argument('--frame-size', type=_frame_size, default=None, metavar='WxH',
+                        help='hard and photos: size of the rendered frames (default '
+                             f'{DEFAULT_FRAME_SIZE[0]}x{DEFAULT_FRAME_SIZE[1]})')
     parser.add_argument('--eval-every', type=_positive, default=1, metavar='N',
                         help='evaluate after every N experiences (and after the last)')
     parser.add_argument('--bag-format', choices=BAG_FORMATS, default='png',
@@ -887,9 +952,50 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.bags is not None and args.mode != 'ros':
         parser.error('--bags needs --mode ros')
-    if args.test_frames_per_session is None and args.mode == 'ros':
-        args.test_frames_per_session = DEFAULT_ROS_TEST_FRAMES
+    only = {'core50': ('root', 'first_objects', 'objects', 'test_sessions'),
+            'generated': ('hard_objects', 'rounds', 'frame_size')}
+    kind = 'core50' if args.source == 'core50' else 'generated'
+    for other, names in only.items():
+        given = [f'--{n.replace("_", "-")}' for n in names if getattr(args, n) is not None]
+        if other != kind and given:
+            wanted = 'core50' if other == 'core50' else 'hard or photos'
+            parser.error(f'{", ".join(given)}: for --source {wanted} only, not '
+                         f'--source {args.source}')
+    if kind == 'core50':
+        if args.root is None:
+            parser.error('--source core50 needs --root (a folder in the CORe50 layout)')
+        if args.first_objects is None:
+            args.first_objects = DEFAULT_FIRST_OBJECTS
+        if args.test_frames_per_session is None and args.mode == 'ros':
+            args.test_frames_per_session = DEFAULT_ROS_TEST_FRAMES
+    else:
+        defaults = {'hard_objects': DEFAULT_HARD_OBJECTS, 'rounds': DEFAULT_ROUNDS,
+                    'frame_size': DEFAULT_FRAME_SIZE,
+                    'frames_per_experience': DEFAULT_GENERATED_FRAMES,
+                    'test_frames_per_session': DEFAULT_GENERATED_TEST_FRAMES}
+        for name, value in defaults.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
     return args
+
+
+def make_protocol(args: argparse.Namespace) -> Protocol:
+    """Build the protocol the parsed command line asks for (ProtocolError if it cannot)."""
+    if args.source == 'core50':
+        return build_protocol(
+            args.root, seed=args.seed, classes=args.classes, first_objects=args.first_objects,
+            experiences=args.experiences, frames_per_experience=args.frames_per_experience,
+            test_frames_per_session=args.test_frames_per_session,
+            test_sessions=args.test_sessions, objects=args.objects)
+    try:
+        source = make_source(args.source, args.hard_objects, seed=args.seed,
+                             frame_size=tuple(args.frame_size))
+    except SourceError as exc:
+        raise ProtocolError(str(exc)) from None
+    return build_generated_protocol(
+        source, seed=args.seed, classes=args.classes, rounds=args.rounds,
+        experiences=args.experiences, frames_per_experience=args.frames_per_experience,
+        test_frames_per_session=args.test_frames_per_session)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -899,11 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format='[%(levelname)s] %(name)s: %(message)s')
     try:
-        protocol = build_protocol(
-            args.root, seed=args.seed, classes=args.classes, first_objects=args.first_objects,
-            experiences=args.experiences, frames_per_experience=args.frames_per_experience,
-            test_frames_per_session=args.test_frames_per_session,
-            test_sessions=args.test_sessions, objects=args.objects)
+        protocol = make_protocol(args)
         if args.mode == 'fast':
             result = run_fast(protocol, consolidate_every=args.consolidate_every,
                               eval_every=args.eval_every)
