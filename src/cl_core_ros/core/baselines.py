@@ -25,6 +25,15 @@ from cl_core_ros.core.ar1 import train_experience, TrainSettings
 from cl_core_ros.core.replay import make_memory, ReplayMemory
 
 
+def _padded(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """Return ``rows`` with zero rows appended up to ``n`` (unchanged when long enough)."""
+    if rows.shape[0] >= n:
+        return rows
+    out = rows.new_zeros((n, *rows.shape[1:]))
+    out[:rows.shape[0]] = rows
+    return out
+
+
 class HeadStrategy:
     """A bias-free linear head over pooled features, trained on seen classes only."""
 
@@ -173,12 +182,7 @@ class DeepSLDA:
         """Merge the experience into class means and the pooled within-class scatter."""
         x = features.double()
         needed = int(labels.max()) + 1
-        if needed > self.counts.shape[0]:
-            means = torch.zeros(needed, self.feature_dim, dtype=torch.float64)
-            means[:self.means.shape[0]] = self.means
-            counts = torch.zeros(needed, dtype=torch.long)
-            counts[:self.counts.shape[0]] = self.counts
-            self.means, self.counts = means, counts
+        self.means, self.counts = _padded(self.means, needed), _padded(self.counts, needed)
         for c in torch.unique(labels).tolist():
             xb = x[labels == c]
             nb, na = xb.shape[0], int(self.counts[c])
@@ -223,12 +227,7 @@ class NearestClassMean:
     def learn(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Add the experience to the class sums."""
         needed = int(labels.max()) + 1
-        if needed > self.counts.shape[0]:
-            sums = torch.zeros(needed, self.feature_dim, dtype=torch.float64)
-            sums[:self.sums.shape[0]] = self.sums
-            counts = torch.zeros(needed, dtype=torch.long)
-            counts[:self.counts.shape[0]] = self.counts
-            self.sums, self.counts = sums, counts
+        self.sums, self.counts = _padded(self.sums, needed), _padded(self.counts, needed)
         self.sums.index_add_(0, labels.long(), features.double())
         self.counts.index_add_(0, labels.long(), torch.ones_like(labels, dtype=torch.long))
 
