@@ -213,3 +213,16 @@ def test_random_deep_policy_and_smaller_memories_on_load(photo_latents, small_co
     assert smaller._fast_memory.class_counts() == {0: 15, 1: 15}
     with pytest.raises(ValueError, match='replay policy'):
         Learner(small_config()).load_state_dict(learner.state_dict())
+
+
+def test_state_from_before_centre_pooling_loads_with_global_averages(photo_latents,
+                                                                     small_config):
+    learner = Learner(small_config(centre_sigma=0.0))
+    learner.learn('cat', photo_latents['chelsea', 'train'])
+    state = learner.state_dict()
+    state['compat'] = {k: v for k, v in state['compat'].items() if k != 'centre_sigma'}
+    old_settings = Learner(small_config(centre_sigma=0.0))
+    old_settings.load_state_dict(state)
+    assert old_settings.classes() == [(0, 'cat')]
+    with pytest.raises(ValueError, match='centre_sigma'):
+        Learner(small_config()).load_state_dict(state)

@@ -549,7 +549,8 @@ class Learner:
         saved, mine = state.get('compat', {}), self._compat()
         for key in ('backbone', 'input_size', 'deep_layer', 'feature_dim', 'deep_shape',
                     'centre_sigma', 'lower_fingerprint'):
-            a, b = saved.get(key), mine[key]
+            # states from before centre-weighted pooling were made with global averages (0)
+            a, b = saved.get(key, 0.0 if key == 'centre_sigma' else None), mine[key]
             if (list(a) if isinstance(a, list | tuple) else a) != b:
                 what = 'weights below the deep layer' if key == 'lower_fingerprint' else key
                 raise ValueError(f'state: incompatible {what}: saved {a!r}, this learner {b!r} '
