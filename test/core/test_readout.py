@@ -12,7 +12,13 @@ from cl_core_ros.core.backbone import centre_weights
 from cl_core_ros.core.baselines import NearestClassMean
 from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.metrics import AccuracyMatrix, auroc
-from cl_core_ros.core.readout import lesson_floors, lesson_spread, prototype_rows, readout_logits
+from cl_core_ros.core.readout import (
+    lesson_floors,
+    lesson_spread,
+    prototype_rows,
+    readout_logits,
+    readout_rows,
+)
 
 
 def test_prototype_rows_and_logits_are_scaled_cosines():
@@ -22,12 +28,13 @@ def test_prototype_rows_and_logits_are_scaled_cosines():
     assert torch.equal(rows[1], torch.zeros(3))  # a class without data stays zero
     features = torch.tensor([[0.0, 5.0, 0.0]])
     known = torch.tensor([True, False, True])
-    logits = readout_logits(features, protos, torch.zeros(3, 3), known, 10.0)
+    logits = readout_logits(features, readout_rows(protos, torch.zeros(3, 3), 10.0), known)
     assert torch.allclose(logits[0, [0, 2]], torch.tensor([8.0, 10.0]))
     assert logits[0, 1] == float('-inf')
     residual = torch.zeros(3, 3)
     residual[0, 1] = 5.0  # the residual row adds to the prototype row
-    assert readout_logits(features, protos, residual, known, 10.0)[0, 0] == pytest.approx(13.0)
+    rows = readout_rows(protos, residual, 10.0)
+    assert readout_logits(features, rows, known)[0, 0] == pytest.approx(13.0)
 
 
 def test_lesson_floors_are_a_share_of_each_class_spread():

@@ -34,7 +34,13 @@ from cl_core_ros.core.inference import decide, known_softmax, Prediction, Protot
 from cl_core_ros.core.labels import LabelRegistry
 from cl_core_ros.core.latents import Latents, QuantisedTensor
 from cl_core_ros.core.preprocessing import preprocess, preprocess_batch, Region
-from cl_core_ros.core.readout import lesson_floors, lesson_spread, prototype_rows, readout_logits
+from cl_core_ros.core.readout import (
+    lesson_floors,
+    lesson_spread,
+    prototype_rows,
+    readout_logits,
+    readout_rows,
+)
 from cl_core_ros.core.replay import ClassBalancedReplay, make_memory, ReplayMemory
 from cl_core_ros.core.synaptic_intelligence import SynapticIntelligence
 
@@ -90,10 +96,9 @@ class _Snapshot:
 
     upper: torch.nn.Module  # frozen inference copy (core.fusion) of the current upper
     upper_version: int
-    weights: torch.Tensor     # CWR* residual rows (capacity x D)
+    rows: torch.Tensor  # read-out rows: scaled unit prototypes + CWR* residual (core.readout)
     known: torch.Tensor
-    prototypes: torch.Tensor  # raw class means (capacity x D)
-    unit_prototypes: torch.Tensor
+    unit_prototypes: torch.Tensor  # normalised class means (capacity x D)
     floors: torch.Tensor      # per-class similarity floors of the unknown verdict
     names: dict[int, str]
     model_version: int
@@ -177,8 +182,8 @@ class Learner:
             floors = torch.cat([floors, floors.new_zeros(capacity - floors.shape[0])])
         snapshot = _Snapshot(
             upper=self._inference_upper[1], upper_version=self._upper_version,
-            weights=self._head.cw, known=self._head.known_mask(),
-            prototypes=prototypes[:capacity],
+            rows=readout_rows(prototypes[:capacity], self._head.cw, self.config.readout_scale),
+            known=self._head.known_mask(),
             unit_prototypes=torch.nn.functional.normalize(prototypes[:capacity], dim=1),
             floors=floors[:capacity],
             names=dict(self.labels.items()), model_version=self.model_version)
@@ -258,9 +263,7 @@ class Learner:
         n = features.shape[0]
         if n == 0:
             return []
-        logits = readout_logits(features, snap.prototypes, snap.weights, snap.known,
-                                self.config.readout_scale)
-        probs = known_softmax(logits)
+        probs = known_softmax(readout_logits(features, snap.rows, snap.known))
         sims = torch.nn.functional.normalize(features.float(), dim=1) @ snap.unit_prototypes.T
         if smooth:
             with self._smooth_lock:

@@ -32,15 +32,18 @@ def prototype_rows(prototypes: torch.Tensor, scale: float) -> torch.Tensor:
     return F.normalize(prototypes.float(), dim=1) * scale
 
 
-def readout_logits(features: torch.Tensor, prototypes: torch.Tensor, residual: torch.Tensor,
-                   known: torch.Tensor, scale: float) -> torch.Tensor:
+def readout_rows(prototypes: torch.Tensor, residual: torch.Tensor, scale: float) -> torch.Tensor:
+    """Return the capacity x D read-out rows ``scale * p / |p| + cw`` (computed once a model)."""
+    return prototype_rows(prototypes, scale) + residual
+
+
+def readout_logits(features: torch.Tensor, rows: torch.Tensor,
+                   known: torch.Tensor) -> torch.Tensor:
     """Return N x capacity logits (unknown classes at -inf) for N x D pooled ``features``.
 
-    ``prototypes`` (capacity x D, raw means), ``residual`` (capacity x D, CWR* rows) and
-    ``known`` (capacity, bool) describe the classes.
+    ``rows`` come from :func:`readout_rows`; ``known`` (capacity, bool) masks the classes.
     """
     unit = F.normalize(features.float(), dim=1)
-    rows = prototype_rows(prototypes, scale) + residual
     return (unit @ rows.T).masked_fill(~known, float('-inf'))
 
 
