@@ -206,7 +206,6 @@ class ClassBalancedReplay(ReplayMemory):
         counts = {int(c): int(n) for c, n in zip(*torch.unique(merged_labels,
                                                                return_counts=True))}
         quotas = balanced_quotas(counts, self.capacity)
-        stored = self.class_counts()
         keep = []
         for c in sorted(quotas):
             members = torch.nonzero(merged_labels == c).flatten()
@@ -216,8 +215,6 @@ class ClassBalancedReplay(ReplayMemory):
                 members = self._reservoir(old, new, before, quotas[c], generator)
             keep.append(members)
             self.seen[c] = before + new.numel()
-        for c in set(stored) - set(quotas):
-            self.seen.pop(c, None)
         idx = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.long)
         self.payload = _take(merged, idx)
         self.labels = merged_labels[idx]

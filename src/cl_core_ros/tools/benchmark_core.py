@@ -33,7 +33,6 @@ import json
 import logging
 import math
 from pathlib import Path
-import resource
 import statistics
 import subprocess
 import sys
@@ -54,16 +53,12 @@ from cl_core_ros.core.config import LearnerConfig
 from cl_core_ros.core.latents import Latents
 from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.metrics import AccuracyMatrix, auroc
+from cl_core_ros.tools.bench_scaling import peak_rss_mb
 from cl_core_ros.tools.bench_streams import BenchStream, fashion_stream, hard_stream, photo_stream
 
 logger = logging.getLogger('benchmark_core')
 
 PRODUCT = ('ar1_fast', 'ar1_fast_deep')
-
-
-def peak_rss_mb() -> float:
-    """Return the peak resident set size of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ------------------------------------------------------------------------------ strategies
