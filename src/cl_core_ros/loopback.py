@@ -6,10 +6,13 @@ their own and a log directory of their own. ``ROS_LOCALHOST_ONLY`` alone is not 
 been seen sending multicast on other interfaces.
 """
 
+import collections
+import fcntl
 import os
 from pathlib import Path
 import random
 import sys
+import tempfile
 
 PROFILE_NAME = 'fastdds_loopback.xml'
 
@@ -26,9 +29,49 @@ def profile_path() -> Path:
     raise FileNotFoundError(f'{PROFILE_NAME} not found in: ' + ', '.join(map(str, candidates)))
 
 
+DOMAIN_IDS = range(1, 102)  # the ids that are safe on every platform
+_HELD_DOMAINS: collections.deque = collections.deque()
+_HELD_PER_PROCESS = 4
+
+
+def _domain_lock_dir() -> Path:
+    path = Path(os.environ.get('CL_CORE_ROS_DOMAIN_LOCKS',
+                               Path(tempfile.gettempdir()) / 'cl_core_ros_domains'))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def pick_domain_id() -> int:
-    """Return a random ROS domain id in the range that is safe on every platform (1..101)."""
-    return random.SystemRandom().randint(1, 101)
+    """Return a random ROS domain id (1..101) that no other process on this machine holds.
+
+    Test runs, demos and benchmarks that run at the same time on one machine (parallel CI jobs,
+    one per ROS distribution) must not share a domain: their nodes have the same names. Each id
+    handed out is held with an ``flock`` on a file in ``$CL_CORE_ROS_DOMAIN_LOCKS`` (default
+    ``$TMPDIR/cl_core_ros_domains``) until this process has picked four newer ids or exits; the
+    kernel drops the lock of a process that died. Falls back to a plain random id when every id
+    is held or the lock directory cannot be written.
+    """
+    ids = list(DOMAIN_IDS)
+    random.SystemRandom().shuffle(ids)
+    try:
+        lock_dir = _domain_lock_dir()
+    except OSError:
+        return ids[0]
+    for domain_id in ids:
+        try:
+            fd = os.open(lock_dir / f'{domain_id}.lock', os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _HELD_DOMAINS.append(fd)
+        while len(_HELD_DOMAINS) > _HELD_PER_PROCESS:
+            os.close(_HELD_DOMAINS.popleft())
+        return domain_id
+    return ids[0]
 
 
 def loopback_env(log_dir: Path, domain_id: int | None = None,
