@@ -106,6 +106,7 @@ def test_state_holds_plain_values_only(photo_latents, small_config):
     ({'input_size': 96}, 'input_size'),
     ({'deep_layer': 'block9'}, 'deep_layer'),
     ({'centre_sigma': 0.0}, 'centre_sigma'),
+    ({'surround_weight': 0.0}, 'surround_weight'),
 ])
 def test_load_refuses_incompatible_state(photo_latents, small_config, change, reason):
     learner = Learner(small_config())
@@ -217,12 +218,15 @@ def test_random_deep_policy_and_smaller_memories_on_load(photo_latents, small_co
 
 def test_state_from_before_centre_pooling_loads_with_global_averages(photo_latents,
                                                                      small_config):
-    learner = Learner(small_config(centre_sigma=0.0))
+    learner = Learner(small_config(centre_sigma=0.0, surround_weight=0.0))
     learner.learn('cat', photo_latents['chelsea', 'train'])
     state = learner.state_dict()
-    state['compat'] = {k: v for k, v in state['compat'].items() if k != 'centre_sigma'}
-    old_settings = Learner(small_config(centre_sigma=0.0))
+    state['compat'] = {k: v for k, v in state['compat'].items()
+                       if k not in ('centre_sigma', 'surround_weight')}
+    old_settings = Learner(small_config(centre_sigma=0.0, surround_weight=0.0))
     old_settings.load_state_dict(state)
     assert old_settings.classes() == [(0, 'cat')]
     with pytest.raises(ValueError, match='centre_sigma'):
         Learner(small_config()).load_state_dict(state)
+    with pytest.raises(ValueError, match='surround_weight'):
+        Learner(small_config(centre_sigma=0.0)).load_state_dict(state)

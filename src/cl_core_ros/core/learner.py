@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cl_core_ros.core.ar1 import class_counts, train_experience, TrainSettings
-from cl_core_ros.core.backbone import build_backbone
+from cl_core_ros.core.backbone import build_backbone, NamedStages
 from cl_core_ros.core.batch_renorm import set_momentum
 from cl_core_ros.core.config import LearnerConfig
 from cl_core_ros.core.cwr import CWRHead
@@ -130,7 +130,7 @@ class Learner:
             c.backbone, c.resolved_deep_layer, mobilenet_weights=c.mobilenet_weights,
             brn_kwargs={'momentum': c.brn_momentum_first, 'r_max_limit': c.brn_r_max,
                         'd_max_limit': c.brn_d_max, 'warmup_steps': c.brn_warmup_steps},
-            centre_sigma=c.centre_sigma)
+            centre_sigma=c.centre_sigma, surround_weight=c.surround_weight)
         self._lower = inference_copy(self._backbone.lower)  # frozen for good
         self.feature_dim = self._backbone.feature_dim
         self.deep_shape = self._backbone.deep_shape(c.input_size)
@@ -390,6 +390,8 @@ class Learner:
             classes = sorted(set(new_y.tolist()) | set(replay_y.tolist()))
             first = self._consolidations == 0
             upper = copy.deepcopy(self._upper)
+            if isinstance(getattr(upper, 'stages', None), NamedStages):
+                upper.stages.recompute = c.deep_recompute
             set_momentum(upper, c.brn_momentum_first if first else c.brn_momentum)
             n_new, n_rep = len(new_y), len(replay_y)
             new_per_batch = max(1, round(c.deep_batch_size * n_new / (n_new + n_rep)))
@@ -519,6 +521,7 @@ class Learner:
         return {'backbone': self.config.backbone, 'input_size': self.config.input_size,
                 'deep_layer': self._backbone.deep_layer, 'feature_dim': self.feature_dim,
                 'deep_shape': list(self.deep_shape), 'centre_sigma': self.config.centre_sigma,
+                'surround_weight': self.config.surround_weight,
                 'lower_fingerprint': self._backbone.fingerprint}
 
     def state_dict(self) -> dict:
@@ -551,9 +554,10 @@ class Learner:
                              f'than this code ({STATE_FORMAT_VERSION})')
         saved, mine = state.get('compat', {}), self._compat()
         for key in ('backbone', 'input_size', 'deep_layer', 'feature_dim', 'deep_shape',
-                    'centre_sigma', 'lower_fingerprint'):
-            # states from before centre-weighted pooling were made with global averages (0)
-            a, b = saved.get(key, 0.0 if key == 'centre_sigma' else None), mine[key]
+                    'centre_sigma', 'surround_weight', 'lower_fingerprint'):
+            # states from before centre-surround pooling were made with global averages (0)
+            a = saved.get(key, 0.0 if key in ('centre_sigma', 'surround_weight') else None)
+            b = mine[key]
             if (list(a) if isinstance(a, list | tuple) else a) != b:
                 what = 'weights below the deep layer' if key == 'lower_fingerprint' else key
                 raise ValueError(f'state: incompatible {what}: saved {a!r}, this learner {b!r} '

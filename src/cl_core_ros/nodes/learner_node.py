@@ -63,6 +63,9 @@ PARAMS = [
     Param('centre_sigma', 0.18, 'Centre-weighted pooling of the last feature map (Gaussian '
           'width, fraction of its side); 0 = global average pooling (states stored before '
           'this parameter existed were made with 0).', min=0.0, max=10.0),
+    Param('surround_weight', 1.0, 'Share of the border ring of the last feature map '
+          'subtracted from the centre-weighted feature (centre-surround pooling); 0 = none '
+          '(states stored before this parameter existed were made with 0).', min=0.0, max=4.0),
     Param('state_dir', '', 'Directory of the durable learner state; empty = '
           '$ROS_HOME/cl_core_ros/state.'),
     Param('state_keep', 5, 'Stored versions to keep (for rollback).', min=1, max=1000),
@@ -112,6 +115,7 @@ def config_from_params(p: dict) -> LearnerConfig:
     """Map node parameters onto the core's LearnerConfig (validated there)."""
     cfg = LearnerConfig(
         backbone=p['backbone'], input_size=p['input_size'], centre_sigma=p['centre_sigma'],
+        surround_weight=p['surround_weight'],
         mobilenet_weights=p['mobilenet_weights'] or None, max_classes=p['max_classes'],
         top_k=p['inference.top_k'], smoothing_window=p['inference.smoothing_window'],
         unknown_threshold=p['inference.unknown_threshold'],
