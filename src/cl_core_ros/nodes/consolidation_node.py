@@ -4,15 +4,18 @@ A timer on the node clock (so it follows ``use_sim_time`` during bag replay) che
 learner's latched status; when at least ``min_new_experiences`` lessons are waiting, the learner
 is idle and has been for ``min_idle_seconds``, it calls the learner's ``consolidate`` service.
 Predictions keep flowing while the learner consolidates; a user teaching interrupts it and the
-next tick tries again.
+next tick tries again. Its callbacks are guarded (:class:`CallbackGuard`) and their error counts
+published on ``/diagnostics``.
 """
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from cl_core_ros.msg import LearnerStatus
+from cl_core_ros.nodes.callback_guard import CallbackGuard
 from cl_core_ros.nodes.params import declare, Param
 from cl_core_ros.nodes.runtime import spin_nodes
 from cl_core_ros.srv import Consolidate
@@ -26,6 +29,8 @@ PARAMS = [
     Param('learner', 'learner', 'Name of the learner node (relative: same namespace).'),
     Param('enabled', True, 'Set false to only consolidate on explicit service calls.',
           read_only=False),
+    Param('diagnostics_period', 5.0, 'Seconds between /diagnostics messages (runs, callback '
+          'errors).', min=0.1, max=3600.0),
 ]
 
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -44,14 +49,20 @@ class ConsolidationNode(Node):
         self._idle_since = None
         self._pending_call = None
         self.runs = 0
+        self.guard = CallbackGuard(self.get_logger())
         group = MutuallyExclusiveCallbackGroup()
         learner = cfg['learner']
-        self.create_subscription(LearnerStatus, f'{learner}/status', self._on_status,
+        self.create_subscription(LearnerStatus, f'{learner}/status',
+                                 self.guard.subscription('status', self._on_status),
                                  STATUS_QOS, callback_group=group)
         self._client = self.create_client(Consolidate, f'{learner}/consolidate',
                                           callback_group=group)
-        self.create_timer(cfg['period'], self._tick, callback_group=group,
-                          clock=self.get_clock())
+        self.create_timer(cfg['period'], self.guard.timer('tick', self._tick),
+                          callback_group=group, clock=self.get_clock())
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(cfg['diagnostics_period'],
+                          self.guard.timer('diagnostics', self._publish_diagnostics),
+                          callback_group=group)
         self.get_logger().info(
             f'consolidation: every {cfg["period"]} s when >= {self._min_new} lessons wait and '
             f'the learner has been idle {cfg["min_idle_seconds"]} s')
@@ -80,7 +91,7 @@ class ConsolidationNode(Node):
             f'consolidating {status.pending_experiences} pending lessons '
             f'(model version {status.model_version})')
         self._pending_call = self._client.call_async(Consolidate.Request(force=False))
-        self._pending_call.add_done_callback(self._on_done)
+        self._pending_call.add_done_callback(self.guard.done('consolidate_done', self._on_done))
 
     def _on_done(self, future) -> None:
         self._pending_call = None
@@ -96,6 +107,19 @@ class ConsolidationNode(Node):
                 f'version {resp.model_version}, state version {resp.state_version}')
         else:
             self.get_logger().info(f'consolidation did not run: {resp.message}')
+
+    def _publish_diagnostics(self) -> None:
+        values = {'runs': self.runs, 'waiting_for_answer': self._pending_call is not None,
+                  **self.guard.diagnostic_values()}
+        errors = values['callback_errors']
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [DiagnosticStatus(
+            level=DiagnosticStatus.WARN if errors else DiagnosticStatus.OK,
+            name=f'{self.get_fully_qualified_name()}: consolidation',
+            message=f'{errors} callback errors' if errors else 'ok', hardware_id='cl_core_ros',
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])]
+        self._diag_pub.publish(msg)
 
 
 def main(args=None) -> int:

@@ -13,7 +13,7 @@ exclusive group (concurrent clients are served one at a time), consolidation in 
 that predictions and status keep flowing while it runs.
 """
 
-from collections import deque
+from collections import Counter, deque
 import logging
 import math
 import threading
@@ -39,6 +39,7 @@ from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.state_store import default_state_dir, StateStore
 from cl_core_ros.core.teacher import Phase, Teacher
 from cl_core_ros.msg import LearnerStatus, Prediction
+from cl_core_ros.nodes.callback_guard import CallbackGuard
 from cl_core_ros.nodes.frame_inbox import FrameInbox
 from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
 from cl_core_ros.nodes.params import declare, Param, ParameterError
@@ -155,6 +156,8 @@ class LearnerNode(Node):
         self._pred_times: deque[float] = deque(maxlen=200)
         self._in_times: deque[float] = deque(maxlen=200)
         self.dropped = 0
+        self.dropped_reasons: Counter[str] = Counter()
+        self.guard = CallbackGuard(self.get_logger())
         self._last_status = None
 
         services = MutuallyExclusiveCallbackGroup()
@@ -165,20 +168,26 @@ class LearnerNode(Node):
         self._annotated_pub = self.create_publisher(Image, '~/annotated_image',
                                                     qos_profile_sensor_data)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
-        srv = self.create_service
-        srv(LabelObject, '~/label_object', self._label_object, callback_group=services)
-        srv(StartLearning, '~/start_learning', self._start_learning, callback_group=services)
-        srv(ListClasses, '~/list_classes', self._list_classes, callback_group=services)
-        srv(ForgetClass, '~/forget_class', self._forget_class, callback_group=services)
-        srv(RenameClass, '~/rename_class', self._rename_class, callback_group=services)
-        srv(Rollback, '~/rollback', self._rollback, callback_group=services)
-        srv(Trigger, '~/save_state', self._save_state, callback_group=services)
-        srv(Trigger, '~/reset', self._reset, callback_group=services)
-        srv(Consolidate, '~/consolidate', self._consolidate, callback_group=consolidation)
-        self.create_timer(0.2, self._publish_status, callback_group=timers)
-        self.create_timer(p['diagnostics_period'], self._publish_diagnostics,
+        guard = self.guard
+
+        def srv(srv_type, name, callback, group=services):
+            self.create_service(srv_type, name, guard.service(name.lstrip('~/'), callback),
+                                callback_group=group)
+        srv(LabelObject, '~/label_object', self._label_object)
+        srv(StartLearning, '~/start_learning', self._start_learning)
+        srv(ListClasses, '~/list_classes', self._list_classes)
+        srv(ForgetClass, '~/forget_class', self._forget_class)
+        srv(RenameClass, '~/rename_class', self._rename_class)
+        srv(Rollback, '~/rollback', self._rollback)
+        srv(Trigger, '~/save_state', self._save_state)
+        srv(Trigger, '~/reset', self._reset)
+        srv(Consolidate, '~/consolidate', self._consolidate, consolidation)
+        self.create_timer(0.2, guard.timer('status', self._publish_status),
                           callback_group=timers)
-        self._inbox = FrameInbox(self, 'frames', self._on_frame)
+        self.create_timer(p['diagnostics_period'],
+                          guard.timer('diagnostics', self._publish_diagnostics),
+                          callback_group=timers)
+        self._inbox = FrameInbox(self, 'frames', guard.subscription('frames', self._on_frame))
         self._worker = threading.Thread(target=self._inference_loop, name='inference',
                                         daemon=True)
         self._worker.start()
@@ -195,6 +204,7 @@ class LearnerNode(Node):
             rgb = image_to_rgb(msg, max_pixels=self._p['max_pixels'])
         except FrameError as exc:
             self.dropped += 1
+            self.dropped_reasons[exc.reason] += 1
             self.get_logger().warning(f'dropped frame: {exc}', throttle_duration_sec=5.0)
             return
         self._latest = (rgb, msg.header, now)
@@ -219,8 +229,7 @@ class LearnerNode(Node):
                 except (ExternalShutdownException, ShutdownException):
                     raise
                 except Exception as exc:  # noqa: BLE001 - the node must survive any frame
-                    self.get_logger().error(f'inference failed: {exc!r}',
-                                            throttle_duration_sec=5.0)
+                    self.guard.record('inference', exc)
         except (ExternalShutdownException, ShutdownException):
             pass  # rclpy is shutting down (Ctrl-C): nothing more to take
         finally:
@@ -351,8 +360,11 @@ class LearnerNode(Node):
             'model_version': s.model_version, 'state_version': s.state_version,
             'pending_experiences': s.pending_experiences, 'dropped_frames': self.dropped,
             'seconds_since_consolidation': since, 'state': s.phase.name.lower(),
+            **{f'dropped.{k}': v for k, v in sorted(self.dropped_reasons.items())},
+            **self.guard.diagnostic_values(),
         }
-        level = DiagnosticStatus.OK if self.teacher.load_problems == [] else DiagnosticStatus.WARN
+        level = (DiagnosticStatus.OK if self.teacher.load_problems == []
+                 and not values['callback_errors'] else DiagnosticStatus.WARN)
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [DiagnosticStatus(

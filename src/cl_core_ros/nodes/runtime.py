@@ -9,6 +9,7 @@ import rclpy
 from rclpy.executors import (
     ExternalShutdownException,
     MultiThreadedExecutor,
+    ShutdownException,
     SingleThreadedExecutor,
 )
 from rclpy.node import Node
@@ -24,6 +25,25 @@ def share_dir() -> Path:
         return Path(get_package_share_directory('cl_core_ros'))
     except (ImportError, LookupError, OSError, ValueError):
         return Path(os.environ.get('VIRTUAL_ENV') or sys.prefix) / 'share' / 'cl_core_ros'
+
+
+def spin_guarded(executor) -> None:
+    """Spin until shutdown; an exception that escapes a callback is logged, not fatal.
+
+    Every node guards its own callbacks (:mod:`cl_core_ros.nodes.callback_guard`); this is the
+    last line for what rclpy raises outside them, so that in a bringup one node's failure never
+    ends the others.
+    """
+    while True:
+        try:
+            executor.spin()
+            return
+        except (KeyboardInterrupt, ExternalShutdownException, ShutdownException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the other nodes must go on
+            rclpy.logging.get_logger('cl_core_ros').error(
+                f'executor: unexpected {type(exc).__name__}: {str(exc)[:300]} (spinning on)',
+                throttle_duration_sec=5.0)
 
 
 def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = None,
@@ -45,7 +65,7 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
                     else SingleThreadedExecutor())
         for node in nodes:
             executor.add_node(node)
-        executor.spin()
+        spin_guarded(executor)
     except ParameterError as exc:
         print(f'[cl_core_ros] invalid parameter: {exc}', file=sys.stderr, flush=True)
         return 2
