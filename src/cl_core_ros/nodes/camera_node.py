@@ -7,11 +7,12 @@ input, throttles to ``max_rate`` and publishes rgb8 frames on ``frames`` with th
 header. Bad frames are dropped, counted per reason and reported with a throttled warning; any
 other exception in a callback is counted and logged by the node's :class:`CallbackGuard`: the
 node never dies on input. When the image topics have publishers but nothing arrives for
-``input_timeout`` seconds (large frames lost on a default DDS set-up, mismatched QoS), a
-throttled warning and the ``/diagnostics`` status say so and what to do.
+``input_timeout`` seconds (mismatched QoS), or most frames are lost (DDS reports them: large
+frames to a best-effort subscription on a default DDS set-up), a throttled warning and the
+``/diagnostics`` status say so and what to do.
 """
 
-from collections import Counter
+from collections import Counter, deque
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -91,13 +92,17 @@ class CameraNode(Node):
         self._last_input = None  # monotonic time of the last image, or publishers first seen
         self._input_problem = ''  # advice while publishers are seen and nothing arrives
         self.incompatible_qos = 0
+        self.lost = 0  # frames DDS reports lost (best effort: a fragment missing)
+        self._window: deque[tuple[float, int, int]] = deque()  # (time, received, lost)
         image_qos = QoSProfile(
             depth=cfg['qos.depth'], history=HistoryPolicy.KEEP_LAST,
             durability=DurabilityPolicy.VOLATILE,
             reliability=(ReliabilityPolicy.RELIABLE if self._reliability == 'reliable'
                          else ReliabilityPolicy.BEST_EFFORT))
-        events = SubscriptionEventCallbacks(incompatible_qos=self.guard.subscription(
-            'incompatible_qos', self._on_incompatible_qos))
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=self.guard.subscription('incompatible_qos',
+                                                     self._on_incompatible_qos),
+            message_lost=self.guard.subscription('message_lost', self._on_message_lost))
         self._pub = self.create_publisher(Image, 'frames', qos_profile_sensor_data)
         self._subs = [
             self.create_subscription(Image, 'image_raw',
@@ -164,6 +169,9 @@ class CameraNode(Node):
             f'subscription (policy {getattr(info, "last_policy_kind", "?")}): '
             f'{self._advice(["best_effort"])}', throttle_duration_sec=30.0)
 
+    def _on_message_lost(self, info) -> None:
+        self.lost += int(getattr(info, 'total_count_change', 1))
+
     def _publisher_reliabilities(self) -> list[str]:
         found = []
         for sub in self._subs:
@@ -187,22 +195,31 @@ class CameraNode(Node):
                 'Large frames)')
 
     def _check_input(self) -> None:
-        """Warn when the image topics have publishers but no image came for a while."""
+        """Warn when the image topics have publishers but frames do not arrive or get lost."""
         publishers = self._publisher_reliabilities()
         now = time.monotonic()
+        self._window.append((now, self.received, self.lost))
+        while len(self._window) > 1 and now - self._window[1][0] >= self._input_timeout:
+            self._window.popleft()
         if not publishers:
             self._last_input = None
             self._input_problem = ''
             return
         if self._last_input is None:
             self._last_input = now  # publishers just seen: give them input_timeout
+        since, received, lost = self._window[0]
+        got, lost = self.received - received, self.lost - lost
         quiet = now - self._last_input
-        if quiet < self._input_timeout:
+        seen = f'{len(publishers)} publisher(s) ({", ".join(sorted(set(publishers)))}) seen'
+        if lost and lost >= got:
+            self._input_problem = (f'{seen}, {lost} of {lost + got} frames lost in the last '
+                                   f'{now - since:.0f} s: {self._advice(publishers)}')
+        elif quiet >= self._input_timeout:
+            self._input_problem = (f'{seen}, nothing received for {quiet:.0f} s: '
+                                   f'{self._advice(publishers)}')
+        else:
             self._input_problem = ''
             return
-        self._input_problem = (f'{len(publishers)} publisher(s) '
-                               f'({", ".join(sorted(set(publishers)))}) seen, nothing received '
-                               f'for {quiet:.0f} s: {self._advice(publishers)}')
         self.get_logger().warning(self._input_problem, throttle_duration_sec=30.0)
 
     def _publish_diagnostics(self) -> None:
@@ -210,8 +227,10 @@ class CameraNode(Node):
                   **{f'dropped.{k}': v for k, v in sorted(self.dropped.items())},
                   **self.guard.diagnostic_values(),
                   'qos.reliability': self._reliability,
-                  'input': 'publishers seen, nothing received' if self._input_problem else 'ok',
-                  'incompatible_qos': self.incompatible_qos}
+                  'input': 'ok' if not self._input_problem else (
+                      'frames lost' if ' lost in ' in self._input_problem
+                      else 'publishers seen, nothing received'),
+                  'lost': self.lost, 'incompatible_qos': self.incompatible_qos}
         if self._input_problem:
             values['input.advice'] = self._input_problem
         bad = sum(v for k, v in self.dropped.items() if k != 'throttled')
