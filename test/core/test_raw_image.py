@@ -195,8 +195,8 @@ def test_data_of_every_container_type_is_read():
 
 
 def test_the_readme_table_lists_exactly_the_supported_encodings():
-    import re
     from pathlib import Path
+    import re
     readme = (Path(__file__).resolve().parents[2] / 'README.md').read_text()
     table = readme.split('<!-- encodings')[1].split('<!-- /encodings -->')[0]
     names = set()
