@@ -266,3 +266,13 @@ print('growth_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
     assert done.returncode == 0, done.stdout + done.stderr
     growth_kb = int(done.stdout.split('growth_kb')[1])
     assert growth_kb < 64 * 1024, done.stdout
+
+
+@pytest.mark.parametrize('ext', ['.ras', '.hdr', '.pfm', '.pam'])
+def test_other_formats_opencv_reads_are_refused_unsized(ext):
+    """Containers outside CONTAINERS are never handed to a decoder, whatever they declare."""
+    image = np.full((8, 8, 3), 100, np.float32 if ext in ('.hdr', '.pfm') else np.uint8)
+    data = _encode(ext, image)
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+    assert _reason('', data) == 'decode_failed'
+    assert _reason(ext[1:], data) == 'unsupported_format'
