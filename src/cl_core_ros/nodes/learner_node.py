@@ -41,6 +41,7 @@ from cl_core_ros.core.teacher import Phase, Teacher
 from cl_core_ros.msg import LearnerStatus, Prediction
 from cl_core_ros.nodes.frame_inbox import FrameInbox
 from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
+from cl_core_ros.nodes.label_drawing import draw_prediction
 from cl_core_ros.nodes.params import declare, Param, ParameterError
 from cl_core_ros.nodes.runtime import spin_nodes
 from cl_core_ros.srv import (
@@ -352,12 +353,22 @@ class LearnerNode(Node):
             'pending_experiences': s.pending_experiences, 'dropped_frames': self.dropped,
             'seconds_since_consolidation': since, 'state': s.phase.name.lower(),
         }
-        level = DiagnosticStatus.OK if self.teacher.load_problems == [] else DiagnosticStatus.WARN
+        storage = self.teacher.store.filesystem_report()
+        values['state_filesystem'] = storage.mount or storage.fs_type
+        values['state_guarantee'] = storage.guarantee
+        if storage.weaker:
+            values['state_weaker'] = '; '.join(storage.weaker)
+        level = DiagnosticStatus.OK
+        message = s.phase.name.lower()
+        if self.teacher.load_problems or storage.weaker:
+            level = DiagnosticStatus.WARN
+            if storage.weaker:
+                message += f' (state on {storage.fs_type}: weaker durability guarantee)'
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [DiagnosticStatus(
             level=level, name=f'{self.get_fully_qualified_name()}: learner',
-            message=s.phase.name.lower(), hardware_id='cl_core_ros',
+            message=message, hardware_id='cl_core_ros',
             values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])]
         self._diag_pub.publish(msg)
 
@@ -379,16 +390,14 @@ def _fmt(value) -> str:
 
 
 def _annotate(rgb, pred):
-    """Draw the top-k labels and scores on a copy of the frame (scaled up for readability)."""
+    """Draw the top-k labels and scores on a copy of the frame (scaled up for readability).
+
+    Any valid label is drawn readably (see label_drawing: TrueType fonts, code points and the
+    class id where no font covers a character).
+    """
     scale = max(1, 384 // max(rgb.shape[:2]))
     img = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    lines = ['unknown'] if pred.unknown else []
-    lines += [f'{lab} {score * 100:.0f}%' for lab, score in zip(pred.labels, pred.scores)]
-    for i, text in enumerate(lines):
-        y = 22 + 22 * i
-        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
-        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
-    return img
+    return draw_prediction(img, pred.labels, pred.class_ids, pred.scores, bool(pred.unknown))
 
 
 class _ToNodeLogger(logging.Handler):
