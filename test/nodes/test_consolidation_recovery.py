@@ -108,7 +108,9 @@ def test_learner_killed_during_a_consolidation_then_restarted(start_node, probe,
 
 def test_sim_time_clock_that_stops_or_jumps_back(start_node, probe, tmp_path):
     period = 2.0
-    _learner(start_node, tmp_path / 'state', '-p', 'training.deep_epochs:=1')
+    # Both nodes on sim time, as with `ros2 launch ... use_sim_time:=true` and a bag playing.
+    _learner(start_node, tmp_path / 'state', '-p', 'training.deep_epochs:=1',
+             '-p', 'use_sim_time:=true')
     consolidation = start_node('consolidation_node', [
         '-p', 'use_sim_time:=true', '-p', f'period:={period}', '-p', 'min_idle_seconds:=1.0'])
     diagnostics = probe.collect(DiagnosticArray, '/diagnostics', RELIABLE)

@@ -22,6 +22,7 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, ShutdownException
 from rclpy.node import Node
 from rclpy.qos import (
@@ -176,9 +177,12 @@ class LearnerNode(Node):
         srv(Trigger, '~/save_state', self._save_state, callback_group=services)
         srv(Trigger, '~/reset', self._reset, callback_group=services)
         srv(Consolidate, '~/consolidate', self._consolidate, callback_group=consolidation)
-        self.create_timer(0.2, self._publish_status, callback_group=timers)
+        # Steady clock: with use_sim_time, status and diagnostics go on when /clock stops or
+        # jumps back (the consolidation node relies on "consolidating" coming within 0.2 s).
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(0.2, self._publish_status, callback_group=timers, clock=steady)
         self.create_timer(p['diagnostics_period'], self._publish_diagnostics,
-                          callback_group=timers)
+                          callback_group=timers, clock=steady)
         self._inbox = FrameInbox(self, 'frames', self._on_frame)
         self._worker = threading.Thread(target=self._inference_loop, name='inference',
                                         daemon=True)
@@ -343,8 +347,8 @@ class LearnerNode(Node):
         s = self.teacher.status()
         lat = sorted(self._latencies)
         p50 = lat[len(lat) // 2] * 1000 if lat else math.nan
-        since = (time.time() - s.last_consolidation_time if s.last_consolidation_time
-                 else math.nan)
+        since = (max(time.time() - s.last_consolidation_time, 0.0)
+                 if s.last_consolidation_time else math.nan)
         values = {
             'input_rate_hz': _rate(self._in_times), 'inference_rate_hz': _rate(self._pred_times),
             'latency_p50_ms': p50, 'replay_fill': s.replay_fill,
