@@ -23,6 +23,15 @@ Loading verifies sizes and checksums against the manifest and parses only data f
 (safetensors, strict JSON), so a state directory from someone else cannot execute code. A damaged
 version is reported (which version, which file, why) and skipped for the previous one.
 
+Filesystems: :meth:`StateStore.probe` (the learner calls it at start, before any lesson) does
+every step of a commit once and refuses a directory that cannot store lessons, naming the
+filesystem. Behaviours that differ from a local disk are handled by a policy per failure (see
+:mod:`cl_core_ros.core.filesystems`): the lock file is opened read-write (NFS), ``lockf`` or an
+in-process lock where there are no ``flock`` locks, directory fsync EINVAL tolerated (CIFS,
+9p), CURRENT replaced by unlink + rename where a rename over a file is refused, EXDEV renames
+of old versions (overlayfs) removed in place. Each weaker guarantee is logged once and listed
+by :meth:`StateStore.filesystem_report`.
+
 Model compatibility: a store built with a ``model_signature`` never loads a version whose manifest
 records a different one. :meth:`StateStore.load_latest` skips such versions with a problem message
 naming each differing field, and falls back to the newest compatible valid version; if no
