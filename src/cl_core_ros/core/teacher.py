@@ -28,8 +28,9 @@ import time
 import numpy as np
 import torch
 
+from cl_core_ros.core.labels import normalize_label
 from cl_core_ros.core.learner import Latents, Learner
-from cl_core_ros.core.state_store import StateStore, StateStoreError
+from cl_core_ros.core.state_store import FilesystemReport, StateStore, StateStoreError
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class Teacher:
         self._last_consolidation = 0.0
         self._last_consolidation_time: float | None = None
         self.load_problems: list[str] = []
+        # Before anything is gathered: a directory that cannot store lessons stops the start.
+        self.filesystem: FilesystemReport = store.probe()
         self._load_stored()
 
     # ----- state on disk -------------------------------------------------------------------
@@ -132,6 +135,9 @@ class Teacher:
             log.warning('state: %s', problem)
         if result.info is not None:
             self.learner.load_state_dict(result.state)
+            for note in self.learner.load_notes:
+                log.warning('state: %s', note)
+            self.load_problems += self.learner.load_notes
             self._state_version = result.info.version
             log.info('state: loaded version %d (%d classes)', result.info.version,
                      len(self.learner.labels))
@@ -185,7 +191,10 @@ class Teacher:
                 self._stop_consolidation.set()
             self._phase = Phase.GATHERING
         kind = 'new class' if known is None else 'known class'
-        return Outcome(True, f"gathering {n} frames of '{clean}' ({kind} {class_id})",
+        similar = self.learner.labels.similar(clean) if known is None else None
+        note = (f"; note: the known label '{similar}' differs only in case or width"
+                if similar else '')
+        return Outcome(True, f"gathering {n} frames of '{clean}' ({kind} {class_id}){note}",
                        {'class_id': class_id, 'is_new_class': known is None})
 
     def wants_frame(self, now: float | None = None) -> bool:
@@ -334,11 +343,11 @@ class Teacher:
 
     def forget(self, name: str) -> Outcome:
         """Forget a class (head row masked, CWR* state cleared, replay purged)."""
-        return self._change(f"forget '{name}'", lambda: self.learner.forget(name))
+        return self._change(f"forget '{_shown(name)}'", lambda: self.learner.forget(name))
 
     def rename(self, name: str, new_name: str) -> Outcome:
         """Rename a class."""
-        return self._change(f"rename '{name}' to '{new_name}'",
+        return self._change(f"rename '{_shown(name)}' to '{_shown(new_name)}'",
                             lambda: self.learner.rename(name, new_name))
 
     def reset(self) -> Outcome:
@@ -395,3 +404,8 @@ class Teacher:
                 last_consolidation_seconds=self._last_consolidation,
                 state_version=self._state_version,
                 last_consolidation_time=self._last_consolidation_time)
+
+
+def _shown(name) -> str:
+    """Return a label as messages show it: its normal form (anything else as it came)."""
+    return normalize_label(name) if isinstance(name, str) else str(name)

@@ -22,6 +22,7 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, ShutdownException
 from rclpy.node import Node
 from rclpy.qos import (
@@ -42,6 +43,7 @@ from cl_core_ros.msg import LearnerStatus, Prediction
 from cl_core_ros.nodes.callback_guard import CallbackGuard
 from cl_core_ros.nodes.frame_inbox import FrameInbox
 from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
+from cl_core_ros.nodes.label_drawing import draw_prediction
 from cl_core_ros.nodes.params import declare, Param, ParameterError
 from cl_core_ros.nodes.runtime import spin_nodes
 from cl_core_ros.srv import (
@@ -182,11 +184,14 @@ class LearnerNode(Node):
         srv(Trigger, '~/save_state', self._save_state)
         srv(Trigger, '~/reset', self._reset)
         srv(Consolidate, '~/consolidate', self._consolidate, consolidation)
+        # Steady clock: with use_sim_time, status and diagnostics go on when /clock stops or
+        # jumps back (the consolidation node relies on "consolidating" coming within 0.2 s).
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(0.2, guard.timer('status', self._publish_status),
-                          callback_group=timers)
+                          callback_group=timers, clock=steady)
         self.create_timer(p['diagnostics_period'],
                           guard.timer('diagnostics', self._publish_diagnostics),
-                          callback_group=timers)
+                          callback_group=timers, clock=steady)
         self._inbox = FrameInbox(self, 'frames', guard.subscription('frames', self._on_frame))
         self._worker = threading.Thread(target=self._inference_loop, name='inference',
                                         daemon=True)
@@ -351,8 +356,8 @@ class LearnerNode(Node):
         s = self.teacher.status()
         lat = sorted(self._latencies)
         p50 = lat[len(lat) // 2] * 1000 if lat else math.nan
-        since = (time.time() - s.last_consolidation_time if s.last_consolidation_time
-                 else math.nan)
+        since = (max(time.time() - s.last_consolidation_time, 0.0)
+                 if s.last_consolidation_time else math.nan)
         values = {
             'input_rate_hz': _rate(self._in_times), 'inference_rate_hz': _rate(self._pred_times),
             'latency_p50_ms': p50, 'replay_fill': s.replay_fill,
@@ -363,13 +368,22 @@ class LearnerNode(Node):
             **{f'dropped.{k}': v for k, v in sorted(self.dropped_reasons.items())},
             **self.guard.diagnostic_values(),
         }
-        level = (DiagnosticStatus.OK if self.teacher.load_problems == []
-                 and not values['callback_errors'] else DiagnosticStatus.WARN)
+        storage = self.teacher.store.filesystem_report()
+        values['state_filesystem'] = storage.mount or storage.fs_type
+        values['state_guarantee'] = storage.guarantee
+        if storage.weaker:
+            values['state_weaker'] = '; '.join(storage.weaker)
+        level = DiagnosticStatus.OK
+        message = s.phase.name.lower()
+        if self.teacher.load_problems or storage.weaker or values['callback_errors']:
+            level = DiagnosticStatus.WARN
+            if storage.weaker:
+                message += f' (state on {storage.fs_type}: weaker durability guarantee)'
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [DiagnosticStatus(
             level=level, name=f'{self.get_fully_qualified_name()}: learner',
-            message=s.phase.name.lower(), hardware_id='cl_core_ros',
+            message=message, hardware_id='cl_core_ros',
             values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])]
         self._diag_pub.publish(msg)
 
@@ -391,16 +405,14 @@ def _fmt(value) -> str:
 
 
 def _annotate(rgb, pred):
-    """Draw the top-k labels and scores on a copy of the frame (scaled up for readability)."""
+    """Draw the top-k labels and scores on a copy of the frame (scaled up for readability).
+
+    Any valid label is drawn readably (see label_drawing: TrueType fonts, code points and the
+    class id where no font covers a character).
+    """
     scale = max(1, 384 // max(rgb.shape[:2]))
     img = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    lines = ['unknown'] if pred.unknown else []
-    lines += [f'{lab} {score * 100:.0f}%' for lab, score in zip(pred.labels, pred.scores)]
-    for i, text in enumerate(lines):
-        y = 22 + 22 * i
-        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
-        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
-    return img
+    return draw_prediction(img, pred.labels, pred.class_ids, pred.scores, bool(pred.unknown))
 
 
 class _ToNodeLogger(logging.Handler):
