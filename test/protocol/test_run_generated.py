@@ -36,7 +36,7 @@ def test_rounds_teach_every_object_once_then_new_sessions(name):
     p = build_generated_protocol(source, seed=4, rounds=3, frames_per_experience=FRAMES,
                                  test_frames_per_session=TEST_FRAMES)
     assert p.generated and p.root is None
-    assert p.name == f'NIC-{name}-9' and p.total_experiences == 9
+    assert p.name == f'NICv2-style-{name}-9' and p.total_experiences == 9
     assert all(len(exp.lessons) == 1 for exp in p.experiences)
     rounds = [p.lessons()[k:k + OBJECTS] for k in range(0, 9, OBJECTS)]
     for r, lessons in enumerate(rounds):
@@ -138,7 +138,7 @@ def test_fast_mode_on_a_generated_source(name, tmp_path):
     assert summary['args']['source'] == name
     assert summary['protocol']['source']['name'] == name
     assert summary['protocol']['source']['frame_size'] == list(SIZE)
-    assert summary['protocol']['name'] == f'NIC-{name}-{2 * OBJECTS}'
+    assert summary['protocol']['name'] == f'NICv2-style-{name}-{2 * OBJECTS}'
     assert summary['protocol']['test_sessions'] == list(TEST_SESSIONS)
     assert 0.0 <= summary['final_accuracy'] <= 1.0
     assert summary['final_accuracy'] == pytest.approx(float(rows[-1]['accuracy']), abs=1e-6)

@@ -98,8 +98,12 @@ class GeneratedSource:
 
     @property
     def protocol_name(self) -> str:
-        """Name of the protocols built on this source, e.g. ``NIC-hard``."""
-        return f'NIC-{self.name}'
+        """Name of the protocols built on this source, e.g. ``NICv2-style-hard``.
+
+        Their stream is not the official NICv2 structure (every object taught alone in round
+        one, no multi-object first batch): "NICv2-style" says so wherever it is reported.
+        """
+        return f'NICv2-style-{self.name}'
 
     @property
     def test_sessions(self) -> tuple[int, ...]:
