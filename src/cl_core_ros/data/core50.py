@@ -242,7 +242,7 @@ def locate_core50(root: Path | str, size: int | None = None) -> tuple[Path, int 
         return candidates[0][1], candidates[0][0]
     if len(candidates) > 1:
         raise Core50Error(f'{root} holds several layouts {[str(p) for _, p in candidates]}: '
-                          'choose one with size=')
+                          'choose one with size= (--size 128 or --size 350)')
     if any(SESSION_DIR_RE.match(p.name) for p in root.iterdir() if p.is_dir()):
         return root, size
     raise Core50Error(f'no CORe50 layout under {root}: expected {LAYOUT_DIRS[128]}/s1/o1/'

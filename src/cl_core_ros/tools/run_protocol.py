@@ -1191,7 +1191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ProtocolError, FilelistError, Core50Error, FileNotFoundError) as exc:
         print(f'run_protocol: {exc}', file=sys.stderr)
         return 2
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError, OSError) as exc:  # OSError: e.g. --out not writable
         print(f'run_protocol: failed: {exc}', file=sys.stderr)
         return 1
     if len(runs) > 1:
