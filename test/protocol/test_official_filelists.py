@@ -10,8 +10,8 @@ import pytest
 
 from cl_core_ros.data.core50 import make_core50_like
 from cl_core_ros.data.core50_filelists import (
-    find_run_dir,
     FilelistError,
+    find_run_dir,
     parse_filelist,
     read_official_run,
 )

@@ -287,8 +287,9 @@ def write_core50_layout(source: GeneratedSource, root, *, frames: int = 20,
     test session ``CORE50_TEST_SESSIONS[i]`` its test session ``i``. The source must render
     square frames of ``size``. Returns {CORe50 object id: source object id}.
     """
-    import cv2
     from pathlib import Path
+
+    import cv2
 
     from cl_core_ros.data.core50 import frame_file_name, LAYOUT_DIRS
 
