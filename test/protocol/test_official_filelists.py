@@ -244,3 +244,25 @@ def test_a_generated_source_laid_out_as_core50(tmp_path):
         assert protocol.test_sessions == (3, 7, 10) and len(protocol.test_frames) == 3 * 11 * 2
     assert runs[0].batches[1].object_sessions() != runs[1].batches[1].object_sessions()
     assert (out / 'batch_filelists' / 'test_filelist_20.txt').is_file()
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda root, lists, tmp: ['--root', str(tmp / 'nowhere'), '--filelists', str(lists)],
+     'is not a directory'),
+    (lambda root, lists, tmp: ['--root', str(root), '--filelists', str(tmp / 'nowhere')],
+     'filelists folder'),
+    (lambda root, lists, tmp: ['--root', str(root), '--filelists', str(lists), '--run', '7'],
+     'no NICv2-391 run 7'),
+    (lambda root, lists, tmp: ['--root', str(root), '--filelists', str(lists),
+                               '--test-filelist', str(tmp / 'none.txt')],
+     'cannot read filelist'),
+    (lambda root, lists, tmp: ['--root', str(tmp), '--filelists', str(lists)],
+     'no CORe50 layout'),
+])
+def test_user_errors_end_with_a_message_not_a_traceback(official, tmp_path, capsys, change,
+                                                         message):
+    root, filelists = official
+    argv = [*change(root, filelists, tmp_path), '--out', str(tmp_path / 'out'), '--quiet']
+    assert run_protocol.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err

@@ -121,7 +121,7 @@ def test_command_line_checks_the_source_options(tmp_path, capsys):
 def test_fast_mode_on_a_generated_source(name, tmp_path):
     out = tmp_path / name
     assert run_protocol.main(['--source', name, '--out', str(out), '--seed', '3', *ARGS,
-                              '--quiet']) == 0
+                              '--fast-only', '--quiet']) == 0
     rows, summary = _outputs(out)
     assert [int(r['experience']) for r in rows] == list(range(1, 2 * OBJECTS + 1))
     assert [int(r['classes_seen']) for r in rows] == [1, 2, 3, 3, 3, 3]
@@ -155,7 +155,7 @@ def test_ros_mode_on_the_hard_stream(tmp_path):
     cmd = [sys.executable, '-m', 'cl_core_ros.tools.run_protocol', '--source', 'hard',
            '--mode', 'ros', '--out', str(out), '--hard-objects', '2', '--experiences', '3',
            '--frames-per-experience', '6', '--test-frames-per-session', '3',
-           '--frame-size', '320x240']
+           '--frame-size', '320x240', '--fast-only']
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows, summary = _outputs(out)
