@@ -65,6 +65,7 @@ setup(
             'cl-core-core50-to-bag = cl_core_ros.tools.core50_to_bag:main',
             'cl-core-play-bag = cl_core_ros.tools.play_bag:main',
             'cl-core-protocol = cl_core_ros.tools.run_protocol:main',
+            'cl-core-generated-to-core50 = cl_core_ros.tools.generated_to_core50:main',
             'cl-core-benchmark = cl_core_ros.tools.benchmark_core:main',
         ],
     },

@@ -12,7 +12,7 @@ Thread model: ``learn``, ``consolidate``, ``forget``, ``rename``, ``reset`` and
 lock to read the current model snapshot.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 import contextlib
 import copy
 from dataclasses import dataclass, field
@@ -355,6 +355,88 @@ class Learner:
                 kind='fast', seconds=seconds, frames_used=len(latents), replayed=len(replay_y),
                 model_version=self.model_version, class_id=class_id, label=name,
                 is_new_class=is_new, steps=result.steps, loss=result.last_loss,
+                classes_trained=classes, pending_experiences=len(self._pending),
+                cpu_seconds=time.process_time() - cpu_start)
+
+    def learn_experience(self, lessons: Sequence[tuple[str, Latents]]) -> UpdateReport:
+        """Fast update of one multi-class experience: every lesson is learned jointly.
+
+        ``lessons`` is ``[(label, latents), ...]`` (latents of one label given twice are
+        joined). Unlike one :meth:`learn` per label, the head trains once, on minibatches that
+        mix the frames of all the experience's classes with the replayed ones, and CWR*
+        consolidates every class of the experience together, as the CORe50 batches (NICv2's
+        first batch of 10 objects, NICv2-79's 5 object-sessions) are learned by the reference
+        method. Each label's frames are recorded as pending for :meth:`consolidate`. A single
+        lesson gives what :meth:`learn` gives.
+
+        Returns one report (``class_id``/``label`` of the first lesson, ``is_new_class`` True
+        if any class was new, ``frames_used`` of all lessons). Raises ValueError for no
+        lessons, a bad label, too many classes or latents of another shape; nothing changes
+        then.
+        """
+        grouped: dict[str, list[Latents]] = {}
+        for label, latents in lessons:
+            self._check_latents(latents)
+            grouped.setdefault(self.labels.validate(label), []).append(latents)
+        if not grouped:
+            raise ValueError('lessons: need at least one (label, latents)')
+        c = self.config
+        with self._train_lock, _torch_threads(c.fast_num_threads):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            added: list[str] = []
+            try:
+                ids, pools, deeps, new = [], [], [], []
+                for name, parts in grouped.items():
+                    class_id = self.labels.get(name)
+                    if class_id is None:
+                        class_id = self.labels.add(name)
+                        added.append(name)
+                    latents = Latents.cat(parts)
+                    deep = latents.deep
+                    if deep.dtype != c.replay_dtype:
+                        deep = QuantisedTensor.quantise(deep.dequantise(), c.replay_dtype)
+                    pool = latents.pool if latents.upper_version == self._upper_version \
+                        else self._pool(self._upper, latents.deep.dequantise())
+                    ids.append(class_id)
+                    pools.append(pool)
+                    deeps.append(deep)
+                    new.append(torch.full((len(latents),), class_id, dtype=torch.long))
+                pool, new_y = torch.cat(pools), torch.cat(new)
+                replay, replay_y = self._fast_memory.items()
+                classes = sorted(set(replay_y.tolist()) | set(ids))
+                head = self._head.copy()
+                prototypes = self._prototypes.copy()
+                prototypes.add(pool, new_y)
+                for class_id, class_pool in zip(ids, pools):
+                    prototypes.add_spread(class_id, lesson_spread(class_pool))
+                settings = TrainSettings(
+                    epochs=c.fast_epochs, new_per_batch=c.fast_new_per_batch,
+                    replay_per_batch=c.fast_replay_per_batch, lr=c.fast_lr, head_lr=c.fast_lr,
+                    momentum=c.momentum, weight_decay=c.weight_decay)
+                result = train_experience(
+                    rows=head.initial_rows(classes), classes=classes, new_x=pool, new_y=new_y,
+                    replay_x=replay.get('pool'), replay_y=replay_y, settings=settings,
+                    generator=self._generator, normalise=True,
+                    prior=self._prior(prototypes, classes))
+                head.consolidate(classes, result.rows, class_counts(new_y, replay_y))
+                self._fast_memory.update({'pool': pool}, new_y, self._generator)
+                self._prototypes = prototypes
+            except BaseException:
+                for name in added:
+                    self.labels.remove(name)
+                raise
+            self._head = head
+            self._pending.extend(zip(ids, deeps))
+            self._publish()
+            seconds = time.perf_counter() - start
+            logger.info('learned %d classes jointly (%s; %d new) from %d frames in %.3f s; '
+                        'model version %d', len(ids), ', '.join(grouped), len(added),
+                        len(new_y), seconds, self.model_version)
+            first = next(iter(grouped))
+            return UpdateReport(
+                kind='fast', seconds=seconds, frames_used=len(new_y), replayed=len(replay_y),
+                model_version=self.model_version, class_id=ids[0], label=first,
+                is_new_class=bool(added), steps=result.steps, loss=result.last_loss,
                 classes_trained=classes, pending_experiences=len(self._pending),
                 cpu_seconds=time.process_time() - cpu_start)
 

@@ -263,7 +263,7 @@ class LearnerNode(Node):
 
     # ----- services ---------------------------------------------------------------------------
     def _label_object(self, req, resp):
-        out = self.teacher.label(req.label, int(req.num_frames))
+        out = self.teacher.label(req.label, int(req.num_frames), bool(req.add_to_batch))
         resp.success, resp.message = out.success, out.message
         resp.class_id = int(out.details.get('class_id', -1))
         resp.is_new_class = bool(out.details.get('is_new_class', False))
