@@ -42,8 +42,8 @@ from cl_core_ros.srv import (
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 SIDE = 192
-LESSON_FRAMES = 30
-TEST_SESSIONS, TEST_FRAMES = 2, 8
+LESSON_FRAMES = 24
+TEST_SESSIONS, TEST_FRAMES = 2, 6
 COMMON = ['-p', 'gather.rate:=30.0', '-p', 'inference.smoothing_window:=1']
 A, B = '/robot_a', '/robot_b'
 

@@ -1,4 +1,4 @@
-"""``state_cli export|import``: lesson packs between state directories, in real subprocesses."""
+"""``state_cli export|import``: lesson packs between state directories."""
 
 import pytest
 
@@ -8,71 +8,76 @@ from cl_core_ros.core.lesson_pack import TENSOR_FILE
 from cl_core_ros.core.state_store import StateStore
 from cl_core_ros.core.teacher import Teacher
 from cl_core_ros.data.photos import render_frames
+from cl_core_ros.tools.state_cli import main
 
 pytestmark = pytest.mark.slow
 
 CLI = ['-m', 'cl_core_ros.tools.state_cli']
-CONFIG = dict(fast_buffer_size=40, deep_buffer_size=40)
 
 
-def _taught(root, names) -> None:
-    learner = Learner(LearnerConfig(**CONFIG))
+@pytest.fixture(scope='module')
+def learner():
+    """One learner, reset for every robot (the CLI builds its own)."""
+    return Learner(LearnerConfig())
+
+
+def _taught(learner, root, names) -> None:
+    learner.reset()
     teacher = Teacher(learner, StateStore(root, model_signature=learner.signature()))
     for name in names:
-        assert teacher.label(name, 8).success
-        for i, image in enumerate(render_frames(name, 0, 8)):
+        assert teacher.label(name, 6).success
+        for i, image in enumerate(render_frames(name, 0, 6)):
             assert teacher.offer_frame(image, now=1e6 + i)  # a second apart: each is taken
         assert teacher.start_learning().success
 
 
-def _learner(root) -> Learner:
-    learner = Learner(LearnerConfig(**CONFIG))
+def _classes(learner, root) -> dict[str, list[str]]:
     learner.load_state_dict(StateStore(root).load_latest().state)
-    return learner
+    return {learner.labels.name_of(c): o for c, o in learner.class_origins().items()}
 
 
-def test_export_then_import_into_another_robot_and_roll_back(tmp_path, run_python):
-    robot_a, robot_b = tmp_path / 'a', tmp_path / 'b'
-    _taught(robot_a, ['chelsea', 'coffee'])
-    _taught(robot_b, ['rocket'])
-    out = run_python([*CLI, '--state-dir', str(robot_a), 'export', '--out',
-                      str(tmp_path / 'pack'), '--origin', '/robot_a/learner'], timeout=180,
-                     check=True).stdout
+def test_export_then_import_into_another_robot_and_roll_back(tmp_path, run_python, learner,
+                                                            capsys):
+    robot_a, robot_b, pack = tmp_path / 'a', tmp_path / 'b', tmp_path / 'pack'
+    _taught(learner, robot_a, ['chelsea', 'coffee'])
+    _taught(learner, robot_b, ['rocket'])
+    out = run_python([*CLI, '--state-dir', str(robot_a), 'export', '--out', str(pack),
+                      '--origin', '/robot_a/learner'], timeout=300, check=True).stdout
     assert "exported 'chelsea', 'coffee' to" in out and 'pack_sha256' in out
-    out = run_python([*CLI, '--state-dir', str(robot_b), 'import', str(tmp_path / 'pack')],
-                     timeout=180, check=True).stdout
-    assert "imported 'chelsea', 'coffee' from /robot_a/learner" in out
+    assert main(['--state-dir', str(robot_b), 'import', str(pack)]) == 0
+    assert "imported 'chelsea', 'coffee' from /robot_a/learner" in capsys.readouterr().out
     latest = StateStore(robot_b).load_latest().info
     assert latest.version == 2 and latest.classes == ('rocket', 'chelsea', 'coffee')
-    learner = _learner(robot_b)
-    origins = {learner.labels.name_of(c): o for c, o in learner.class_origins().items()}
-    assert origins == {'rocket': [''], 'chelsea': ['/robot_a/learner'],
-                       'coffee': ['/robot_a/learner']}
-    run_python([*CLI, '--state-dir', str(robot_b), 'rollback', '1'], check=True)
-    assert [n for _, n in _learner(robot_b).labels.items()] == ['rocket']
+    assert _classes(learner, robot_b) == {'rocket': [''], 'chelsea': ['/robot_a/learner'],
+                                          'coffee': ['/robot_a/learner']}
+    assert main(['--state-dir', str(robot_b), 'rollback', '1']) == 0
+    assert _classes(learner, robot_b) == {'rocket': ['']}
 
     # refused with reasons, nothing stored: a label clash under 'refuse', a tampered pack
-    _taught(robot_b, ['chelsea'])
+    assert main(['--state-dir', str(robot_b), 'import', str(pack), '--on-clash', 'rename']) == 0
+    assert 'chelsea' in _classes(learner, robot_b)
     versions = len(StateStore(robot_b).list_versions())
-    clash = run_python([*CLI, '--state-dir', str(robot_b), 'import', str(tmp_path / 'pack')],
-                       timeout=180)
-    assert clash.returncode == 1 and "label clash: 'chelsea'" in clash.stderr, clash.stderr
-    data = bytearray((tmp_path / 'pack' / TENSOR_FILE).read_bytes())
+    capsys.readouterr()
+    assert main(['--state-dir', str(robot_b), 'import', str(pack)]) == 0
+    assert 'nothing new' in capsys.readouterr().out  # the same pack again: a duplicate
+    _taught(learner, tmp_path / 'c', ['chelsea'])
+    assert main(['--state-dir', str(tmp_path / 'c'), 'import', str(pack)]) == 1
+    assert "label clash: 'chelsea'" in capsys.readouterr().err
+    data = bytearray((pack / TENSOR_FILE).read_bytes())
     data[-10] ^= 0xFF
-    (tmp_path / 'pack' / TENSOR_FILE).write_bytes(bytes(data))
-    bad = run_python([*CLI, '--state-dir', str(robot_b), 'import', str(tmp_path / 'pack'),
-                      '--on-clash', 'merge'], timeout=180)
-    assert bad.returncode == 1 and 'tampered' in bad.stderr, bad.stderr
+    (pack / TENSOR_FILE).write_bytes(bytes(data))
+    assert main(['--state-dir', str(robot_b), 'import', str(pack), '--on-clash', 'merge']) == 1
+    assert 'tampered' in capsys.readouterr().err
     assert len(StateStore(robot_b).list_versions()) == versions
 
 
-def test_import_into_an_empty_state_directory_takes_the_packs_backbone(tmp_path, run_python):
-    _taught(tmp_path / 'a', ['coffee'])
-    run_python([*CLI, '--state-dir', str(tmp_path / 'a'), 'export', 'coffee', '--out',
-                str(tmp_path / 'pack')], timeout=180, check=True)
-    run_python([*CLI, '--state-dir', str(tmp_path / 'new'), 'import', str(tmp_path / 'pack')],
-               timeout=180, check=True)
+def test_import_into_an_empty_state_directory_takes_the_packs_backbone(tmp_path, learner,
+                                                                      capsys):
+    _taught(learner, tmp_path / 'a', ['coffee'])
+    assert main(['--state-dir', str(tmp_path / 'a'), 'export', 'coffee', '--out',
+                 str(tmp_path / 'pack')]) == 0
+    assert main(['--state-dir', str(tmp_path / 'new'), 'import', str(tmp_path / 'pack')]) == 0
     assert StateStore(tmp_path / 'new').load_latest().info.classes == ('coffee',)
-    missing = run_python([*CLI, '--state-dir', str(tmp_path / 'a'), 'export', 'zebra',
-                          '--out', str(tmp_path / 'p2')], timeout=180)
-    assert missing.returncode == 1 and 'unknown label' in missing.stderr, missing.stderr
+    assert main(['--state-dir', str(tmp_path / 'a'), 'export', 'zebra', '--out',
+                 str(tmp_path / 'p2')]) == 1
+    assert 'unknown label' in capsys.readouterr().err
