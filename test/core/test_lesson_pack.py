@@ -127,7 +127,13 @@ def test_import_teaches_a_learner_that_never_saw_the_objects(robot_a, photo_late
     restored = Learner(small_config())
     restored.load_state_dict(robot_b.state_dict())
     assert restored.class_origins() == robot_b.class_origins()
-    assert restored.import_pack(pack, pack_id).duplicate
+    assert restored.import_pack(pack, pack_id, once=True).duplicate
+    again = restored.import_pack(pack, pack_id)  # explicitly: each class is known already
+    assert not again.changed and len(again.skipped) == 3
+    restored.forget('coffee')
+    assert restored.import_pack(pack, pack_id, once=True).duplicate
+    back = restored.import_pack(pack, pack_id)
+    assert [(n, a) for n, _, _, a in back.imported] == [('coffee', 'new')]
 
 
 def test_pool_vectors_are_recomputed_when_the_upper_differs(consolidated_a, photo_latents,
@@ -173,8 +179,8 @@ def test_revisions_from_one_origin_update_and_duplicates_change_nothing(
         robot_a, photo_latents, small_config):
     robot_b = Learner(small_config())
     old, old_id = _round_trip(robot_a.export_classes(['rocket'], origin=A))
-    robot_b.import_pack(old, old_id)
-    assert robot_b.import_pack(old, old_id).duplicate
+    robot_b.import_pack(old, old_id, once=True)
+    assert robot_b.import_pack(old, old_id, once=True).duplicate
     robot_a.learn('rocket', photo_latents['rocket', 'test'])  # a second lesson on A
     new, new_id = _round_trip(robot_a.export_classes(['rocket'], origin=A))
     version = robot_b.model_version

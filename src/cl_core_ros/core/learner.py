@@ -621,8 +621,8 @@ class Learner:
                               upper_fingerprint=self.upper_fingerprint(),
                               replay_dtype=self.config.replay_dtype, classes=tuple(classes))
 
-    def import_pack(self, pack: LessonPack, pack_id: str, *, on_clash: str = 'refuse'
-                    ) -> ImportReport:
+    def import_pack(self, pack: LessonPack, pack_id: str, *, on_clash: str = 'refuse',
+                    once: bool = False) -> ImportReport:
         """Take in the classes of a verified lesson pack, by the rules of a local lesson.
 
         For every class: its pool vectors (recomputed from its deep latents through this
@@ -635,7 +635,9 @@ class Learner:
         A label already taken here is a clash, resolved by ``on_clash``: 'merge' into the
         existing class, 'rename' (new class ``name@origin``), or 'refuse'. A newer revision of
         a class this learner knows only from the same origin replaces it; the same or an older
-        revision is skipped. A pack imported before (same ``pack_id``) changes nothing.
+        revision is skipped. With ``once`` (packs received on a topic, which may come again),
+        a pack imported before (same ``pack_id``) changes nothing, even when a class it brought
+        was forgotten since; an explicit import takes a forgotten class in again.
 
         Raises:
             PackError: another backbone signature, a clash under 'refuse', too many classes, or
@@ -652,7 +654,7 @@ class Learner:
         c = self.config
         with self._train_lock, _torch_threads(c.fast_num_threads):
             start = time.perf_counter()
-            if pack_id in self._imported:
+            if once and pack_id in self._imported:
                 return ImportReport(pack_id=pack_id, duplicate=True,
                                     model_version=self.model_version,
                                     skipped=[(e.name, 'this pack was imported before')
@@ -665,7 +667,8 @@ class Learner:
             for entry, action, label, class_id in plan:
                 class_id = self._import_class(entry, action, label, class_id, reencode)
                 imported.append((entry.name, label, class_id, action))
-            self._imported = (self._imported + [pack_id])[-_MAX_IMPORTED_IDS:]
+            if pack_id not in self._imported:
+                self._imported = (self._imported + [pack_id])[-_MAX_IMPORTED_IDS:]
             if imported:
                 self._publish()
             seconds = time.perf_counter() - start

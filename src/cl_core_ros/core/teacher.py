@@ -389,8 +389,11 @@ class Teacher:
             return Outcome(False, f'cannot export: {str(exc).strip(chr(39) + chr(34))}')
         return Outcome(True, f'exported {", ".join(map(repr, pack.labels))}', {'pack': pack})
 
-    def import_pack(self, pack: LessonPack, pack_id: str, on_clash: str = 'refuse') -> Outcome:
+    def import_pack(self, pack: LessonPack, pack_id: str, on_clash: str = 'refuse', *,
+                    once: bool = False) -> Outcome:
         """Import a verified lesson pack and store the result durably before answering.
+
+        ``once``: skip a pack imported before (see ``Learner.import_pack``).
 
         ``details``: 'report' (:class:`~cl_core_ros.core.learner.ImportReport`), versions.
         A refused pack (other backbone, label clash under 'refuse', ...) changes nothing.
@@ -403,7 +406,7 @@ class Teacher:
         with self._work:
             self._stop_consolidation.clear()
             try:
-                report = self.learner.import_pack(pack, pack_id, on_clash=on_clash)
+                report = self.learner.import_pack(pack, pack_id, on_clash=on_clash, once=once)
             except PackError as exc:
                 return Outcome(False, f'pack from {pack.origin} refused: {exc}')
             except (ValueError, RuntimeError, KeyError) as exc:

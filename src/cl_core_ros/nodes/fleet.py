@@ -164,7 +164,7 @@ class Fleet:
                 return
             self.received += 1
             pack, pack_id = msg_to_pack(msg)
-            out = self.teacher.import_pack(pack, pack_id, self.on_clash)
+            out = self.teacher.import_pack(pack, pack_id, self.on_clash, once=True)
         except PackError as exc:
             out = Outcome(False, f'pack from {msg.origin} refused: {exc}')
         except Exception as exc:  # noqa: BLE001 - no message may stop the node
