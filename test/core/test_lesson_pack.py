@@ -277,3 +277,31 @@ def test_export_errors(robot_a, small_config, tmp_path):
     write_pack(robot_a.export_classes(['chelsea'], origin=A), tmp_path / 'p')
     with pytest.raises(PackError, match='already exists'):
         write_pack(robot_a.export_classes(['chelsea'], origin=A), tmp_path / 'p')
+
+
+def test_an_imported_sample_keeps_slots_in_proportion_to_what_it_stands_for():
+    from cl_core_ros.core.replay import ClassBalancedReplay
+    memory = ClassBalancedReplay(20)
+    memory.update({'pool': torch.zeros(20, 2)}, torch.zeros(20, dtype=torch.long),
+                  torch.Generator().manual_seed(0))
+    kept_new = []
+    for seed in range(20):
+        m = ClassBalancedReplay(20)
+        m.load_state_dict(memory.state_dict())
+        m.update({'pool': torch.ones(20, 2)}, torch.zeros(20, dtype=torch.long),
+                 torch.Generator().manual_seed(seed), represents={0: 180})
+        assert m.seen[0] == 200 and len(m) == 20
+        kept_new.append(int(m.payload['pool'][:, 0].sum()))
+    # 180 of 200 patterns: about 18 of the 20 slots go to the imported sample
+    assert 16 <= sum(kept_new) / len(kept_new) <= 19.5, kept_new
+
+
+def test_cwr_rows_from_another_learner_are_folded_in_by_the_cwr_rule():
+    from cl_core_ros.core.cwr import CWRHead
+    head = CWRHead(2, 2)
+    head.merge_row(1, torch.tensor([1.0, 0.0]), 9)
+    assert head.past.tolist() == [0, 9] and head.cw[1].tolist() == [1.0, 0.0]
+    head.merge_row(1, torch.tensor([0.0, 1.0]), 1)  # a = sqrt(9 / 1) = 3
+    assert head.past[1] == 10 and torch.allclose(head.cw[1], torch.tensor([0.75, 0.25]))
+    with pytest.raises(ValueError, match='positive count'):
+        head.merge_row(0, torch.zeros(2), 0)
