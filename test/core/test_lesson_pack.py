@@ -305,3 +305,16 @@ def test_cwr_rows_from_another_learner_are_folded_in_by_the_cwr_rule():
     assert head.past[1] == 10 and torch.allclose(head.cw[1], torch.tensor([0.75, 0.25]))
     with pytest.raises(ValueError, match='positive count'):
         head.merge_row(0, torch.zeros(2), 0)
+
+
+@pytest.mark.parametrize('field, value', [
+    ('input_size', 128), ('centre_sigma', 0.0), ('deep_layer', 'block9'),
+    ('feature_dim', 1024), ('deep_shape', [80, 12, 12]), ('lower_fingerprint', 'f' * 64)])
+def test_every_signature_field_is_checked(robot_a, small_config, field, value):
+    import dataclasses
+    pack, pack_id = _round_trip(robot_a.export_classes(['chelsea'], origin=A))
+    other = dataclasses.replace(pack, signature={**pack.signature, field: value})
+    robot_b = Learner(small_config())
+    with pytest.raises(PackError, match=f"another backbone.*'{field}' differs"):
+        robot_b.import_pack(other, pack_id)
+    assert len(robot_b.labels) == 0

@@ -7,9 +7,13 @@
   vectors and class prototypes with the new ``upper``. It trains copies and swaps them in under a
   short lock, so :meth:`Learner.predict` keeps running from other threads meanwhile.
 
-Thread model: ``learn``, ``consolidate``, ``forget``, ``rename``, ``reset`` and
-``load_state_dict`` are serialised by one training lock; ``predict``/``encode`` only take a short
-lock to read the current model snapshot.
+- :meth:`Learner.export_classes` / :meth:`Learner.import_pack` move what the learner knows
+  about some classes to another learner as a lesson pack (:mod:`cl_core_ros.core.lesson_pack`);
+  an import follows the rules of a local lesson.
+
+Thread model: ``learn``, ``consolidate``, ``forget``, ``rename``, ``reset``,
+``export_classes``, ``import_pack`` and ``load_state_dict`` are serialised by one training
+lock; ``predict``/``encode`` only take a short lock to read the current model snapshot.
 """
 
 from collections.abc import Callable
