@@ -56,7 +56,7 @@ class Param:
         """Return ``value`` if this parameter accepts it, else raise :class:`ParameterError`."""
         if isinstance(self.default, float) and isinstance(value, int):
             value = float(value)
-        if isinstance(self.default, list) and isinstance(value, list | tuple):
+        if _string_array(self.default) and isinstance(value, list | tuple):
             if not all(isinstance(item, str) for item in value):
                 raise ParameterError(f"parameter '{self.name}' must be a list of strings, "
                                      f'got {value!r}')
@@ -74,19 +74,24 @@ class Param:
         return value
 
 
+def _string_array(default: Any) -> bool:
+    """Return True for a string-array default (a list of str; an empty list is one)."""
+    return isinstance(default, list) and all(isinstance(item, str) for item in default)
+
+
 def declare(node: Node, specs: list[Param]) -> dict[str, Any]:
     """Declare ``specs`` on ``node`` and return ``{name: validated value}``."""
     values = {}
     for spec in specs:
-        # A list is a string array; declared by type, since an empty list has none.
-        default = Parameter.Type.STRING_ARRAY if isinstance(spec.default, list) else spec.default
+        # A list of strings is declared by its type, since an empty list has none.
+        default = Parameter.Type.STRING_ARRAY if _string_array(spec.default) else spec.default
         try:
             param = node.declare_parameter(spec.name, default, spec.descriptor())
         except (InvalidParameterValueException, InvalidParameterTypeException,
                 ParameterUninitializedException) as exc:
             raise ParameterError(f"parameter '{spec.name}': {exc}") from exc
         value = param.value
-        if value is None and isinstance(spec.default, list):
+        if value is None and _string_array(spec.default):
             value = list(spec.default)
         values[spec.name] = spec.check(value)
     return values
