@@ -12,6 +12,7 @@ TOPICS = {
     '/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray',
     '/image_raw': 'sensor_msgs/msg/Image',
     '/image_raw/compressed': 'sensor_msgs/msg/CompressedImage',
+    '/lessons': 'cl_core_ros/msg/LessonPack',
 }
 SERVICES = {
     '/learner/label_object': 'cl_core_ros/srv/LabelObject',
@@ -23,12 +24,14 @@ SERVICES = {
     '/learner/rollback': 'cl_core_ros/srv/Rollback',
     '/learner/save_state': 'std_srvs/srv/Trigger',
     '/learner/reset': 'std_srvs/srv/Trigger',
+    '/learner/export_classes': 'cl_core_ros/srv/ExportClasses',
+    '/learner/import_classes': 'cl_core_ros/srv/ImportClasses',
 }
 
 
 def _expect_graph(probe, ns=''):
     for name, type_name in TOPICS.items():
-        full = name if name == '/diagnostics' else ns + name
+        full = name if name in ('/diagnostics', '/lessons') else ns + name
         probe.wait_for_topic(full, type_name, timeout=60)
     for name, type_name in SERVICES.items():
         probe.wait_for_service(ns + name, type_name, timeout=60)

@@ -94,6 +94,25 @@ class CWRHead:
             past[c] += cur
         self.cw, self.past = cw, past
 
+    def merge_row(self, class_id: int, row: torch.Tensor, count: int) -> None:
+        """Fold a consolidated row learned elsewhere (``count`` patterns) into ``class_id``.
+
+        The rule of step 4 with the other learner's row as the trained one: a class without
+        weights takes ``row``; a seen class gets ``(a * cw + row) / (a + 1)`` with
+        ``a = sqrt(past / count)``; then ``past += count``.
+        """
+        if count <= 0:
+            raise ValueError('a merged row needs a positive count')
+        self.ensure_capacity(class_id + 1)
+        cw, past = self.cw.clone(), self.past.clone()
+        if past[class_id] > 0:
+            a = math.sqrt(int(past[class_id]) / count)
+            cw[class_id] = (a * cw[class_id] + row.float()) / (a + 1.0)
+        else:
+            cw[class_id] = row.float()
+        past[class_id] += count
+        self.cw, self.past = cw, past
+
     def clear(self, class_id: int) -> None:
         """Forget class ``class_id``: zero its row and count (masked afterwards)."""
         if class_id < self.capacity:

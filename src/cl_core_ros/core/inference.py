@@ -68,6 +68,30 @@ class PrototypeBank:
         mean = self.spread_sums / self.spread_counts.clamp_min(1)
         return mean.float().masked_fill(self.spread_counts == 0, float('nan'))
 
+    def merge_class(self, class_id: int, feature_sum: torch.Tensor, count: int,
+                    spread_sum: float, spread_count: int) -> None:
+        """Add another learner's statistics of ``class_id``.
+
+        ``feature_sum`` (D) sums ``count`` pooled features; ``spread_sum`` sums
+        ``spread_count`` lesson spreads.
+        """
+        self._ensure(class_id + 1)
+        sums, counts = self.sums.clone(), self.counts.clone()
+        sums[class_id] += feature_sum.double()
+        counts[class_id] += int(count)
+        spread_sums, spread_counts = self.spread_sums.clone(), self.spread_counts.clone()
+        spread_sums[class_id] += float(spread_sum)
+        spread_counts[class_id] += int(spread_count)
+        self.sums, self.counts = sums, counts
+        self.spread_sums, self.spread_counts = spread_sums, spread_counts
+
+    def class_stats(self, class_id: int) -> tuple[torch.Tensor, int, float, int]:
+        """Return ``(feature sum (D, float64), count, spread sum, spread count)`` of a class."""
+        if class_id >= self.sums.shape[0]:
+            return torch.zeros(self.feature_dim, dtype=torch.float64), 0, 0.0, 0
+        return (self.sums[class_id].clone(), int(self.counts[class_id]),
+                float(self.spread_sums[class_id]), int(self.spread_counts[class_id]))
+
     def add(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Accumulate ``features`` (N x D) of classes ``labels`` (N)."""
         if labels.numel() == 0:

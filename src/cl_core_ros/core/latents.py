@@ -40,10 +40,10 @@ class QuantisedTensor:
             return QuantisedTensor(x.half().contiguous(), torch.zeros(n), torch.ones(n))
         if dtype != 'uint8':
             raise ValueError(f'replay_dtype: unknown {dtype!r}, expected one of {REPLAY_DTYPES}')
-        flat = x.reshape(n, -1)
         if n == 0:
             return QuantisedTensor(torch.zeros(x.shape, dtype=torch.uint8), torch.zeros(0),
                                    torch.zeros(0))
+        flat = x.reshape(n, -1)
         lo = flat.min(dim=1).values
         scale = ((flat.max(dim=1).values - lo) / 255.0).clamp_min(1e-12)
         q = torch.round((flat - lo[:, None]) / scale[:, None]).clamp(0, 255).to(torch.uint8)

@@ -7,9 +7,13 @@
   vectors and class prototypes with the new ``upper``. It trains copies and swaps them in under a
   short lock, so :meth:`Learner.predict` keeps running from other threads meanwhile.
 
-Thread model: ``learn``, ``consolidate``, ``forget``, ``rename``, ``reset`` and
-``load_state_dict`` are serialised by one training lock; ``predict``/``encode`` only take a short
-lock to read the current model snapshot.
+- :meth:`Learner.export_classes` / :meth:`Learner.import_pack` move what the learner knows
+  about some classes to another learner as a lesson pack (:mod:`cl_core_ros.core.lesson_pack`);
+  an import follows the rules of a local lesson.
+
+Thread model: ``learn``, ``consolidate``, ``forget``, ``rename``, ``reset``,
+``export_classes``, ``import_pack`` and ``load_state_dict`` are serialised by one training
+lock; ``predict``/``encode`` only take a short lock to read the current model snapshot.
 """
 
 from collections.abc import Callable, Sequence
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 
 from cl_core_ros.core.ar1 import class_counts, train_experience, TrainSettings
-from cl_core_ros.core.backbone import build_backbone, NamedStages
+from cl_core_ros.core.backbone import build_backbone, fingerprint_module, NamedStages
 from cl_core_ros.core.batch_renorm import set_momentum
 from cl_core_ros.core.config import LearnerConfig
 from cl_core_ros.core.cwr import CWRHead
@@ -33,6 +37,7 @@ from cl_core_ros.core.fusion import inference_copy
 from cl_core_ros.core.inference import decide, known_softmax, Prediction, PrototypeBank, Smoother
 from cl_core_ros.core.labels import LabelRegistry
 from cl_core_ros.core.latents import Latents, QuantisedTensor
+from cl_core_ros.core.lesson_pack import ClassLesson, LessonPack, now_utc, PackError
 from cl_core_ros.core.preprocessing import preprocess, preprocess_batch, Region
 from cl_core_ros.core.readout import (
     lesson_floors,
@@ -42,15 +47,19 @@ from cl_core_ros.core.readout import (
     readout_rows,
 )
 from cl_core_ros.core.replay import ClassBalancedReplay, make_memory, ReplayMemory
+from cl_core_ros.core.state_store import signature_differences
 from cl_core_ros.core.synaptic_intelligence import SynapticIntelligence
 
-__all__ = ['Learner', 'LearnerConfig', 'Latents', 'Prediction', 'UpdateReport']
+__all__ = ['ImportReport', 'Learner', 'LearnerConfig', 'Latents', 'Prediction', 'UpdateReport']
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 'cl_core_ros.learner'
 STATE_FORMAT_VERSION = 1
 _CHUNK = 64
+LOCAL = ''  # origin of the lessons a learner was taught itself
+CLASH_POLICIES = ('merge', 'rename', 'refuse')
+_MAX_IMPORTED_IDS = 10_000
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,39 @@ class UpdateReport:
     classes_trained: list[int] = field(default_factory=list)
     pending_experiences: int = 0
     cpu_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import of a lesson pack did.
+
+    Attributes:
+        pack_id: the pack's sha256 content address.
+        imported: one ``(name in the pack, label here, class id, action)`` per class taken in;
+            action is 'new', 'renamed' (a new class under another label), 'merged' (into an
+            existing class) or 'updated' (a newer revision of a class known only from the same
+            origin replaced the older one).
+        skipped: ``(name in the pack, reason)`` of classes left out (already known at this or a
+            newer revision).
+        duplicate: the pack was imported before (nothing changed).
+        reencoded: the pool vectors were recomputed from the deep latents (the pack's
+            ``upper`` differs from this learner's).
+        model_version: version after the import.
+        seconds: wall time.
+    """
+
+    pack_id: str
+    imported: list[tuple[str, str, int, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    duplicate: bool = False
+    reencoded: bool = False
+    model_version: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        """Whether the learner changed."""
+        return bool(self.imported)
 
 
 @dataclass(frozen=True)
@@ -143,6 +185,7 @@ class Learner:
         self.labels = LabelRegistry(max_classes=c.max_classes, max_length=c.max_label_length)
         self.load_notes: list[str] = []  # what loading the last state changed (labels)
         self._inference_upper: tuple = (None, None)  # (upper, its frozen inference copy)
+        self._upper_print: tuple = (None, '')  # (upper, its fingerprint)
         self._init_knowledge()
         # torch imports its compiler stack (~1.5 s) when the first optimiser is built: do it
         # now rather than inside the first lesson a user waits for.
@@ -162,6 +205,9 @@ class Learner:
         self._si = SynapticIntelligence(strength=c.si_strength,
                                         max_importance=c.si_max_importance) if c.use_si else None
         self._generator = torch.Generator().manual_seed(c.seed)
+        # where each class's knowledge came from: {class id: {(origin, name there): revision}}
+        self._sources: dict[int, dict[tuple[str, str], int]] = {}
+        self._imported: list[str] = []  # content addresses of the packs imported
         self.labels.clear()
         self.model_version = 0
         self._publish(bump=False)
@@ -346,6 +392,7 @@ class Learner:
                 raise
             self._head = head
             self._pending.append((class_id, deep))
+            self._sources.setdefault(class_id, {})[LOCAL, LOCAL] = time.time_ns()
             self._publish()
             seconds = time.perf_counter() - start
             logger.info('learned %r (class %d, %s, %d frames) in %.3f s; model version %d',
@@ -553,6 +600,7 @@ class Learner:
             self._fast_memory.purge(class_id)
             self._deep_memory.purge(class_id)
             self._pending = [(cid, d) for cid, d in self._pending if cid != class_id]
+            self._sources.pop(class_id, None)
             self._publish()
             logger.info('forgot %r (class %d)', label, class_id)
             return class_id
@@ -599,6 +647,244 @@ class Learner:
         """Return what a stored state must match to be loadable (backbone, input, layers)."""
         return self._compat()
 
+    # ------------------------------------------------------------------ fleet: lesson packs
+    def upper_fingerprint(self) -> str:
+        """Return the sha256 of the current ``upper`` weights (pool vectors are valid for it)."""
+        upper = self._upper
+        if self._upper_print[0] is not upper:  # modules are replaced, never mutated
+            self._upper_print = (upper, fingerprint_module(upper))
+        return self._upper_print[1]
+
+    def class_origins(self) -> dict[int, list[str]]:
+        """Return ``{class id: origins}``; ``''`` stands for lessons taught to this learner."""
+        return {cid: sorted({origin for origin, _ in self._sources.get(cid, {})} or {LOCAL})
+                for cid in self.labels.ids()}
+
+    def export_classes(self, labels: list[str] | None, *, origin: str) -> LessonPack:
+        """Return a lesson pack of ``labels`` (all classes when empty or None).
+
+        ``origin`` names this learner in the pack (e.g. its node's fully qualified name). A
+        class known only from one other learner keeps that origin, its name there and its
+        revision; any other class gets ``origin``, its label and the time of its last change.
+        Raises KeyError for an unknown label and ValueError when nothing is known yet.
+        """
+        with self._train_lock:
+            names = list(labels) if labels else [n for _, n in self.labels.items()]
+            if not names:
+                raise ValueError('no classes to export: this learner knows none yet')
+            ids = [self.labels.id_of(n) for n in names]
+            if len(set(ids)) != len(ids):
+                raise ValueError('a label was given twice')
+            fast, fast_y = self._fast_memory.items()
+            deep, deep_y = self._deep_memory.items()
+            deep_q = QuantisedTensor.from_state_dict(deep) if deep else None
+            empty = QuantisedTensor.quantise(torch.zeros(0, *self.deep_shape),
+                                             self.config.replay_dtype)
+            classes = []
+            for cid in ids:
+                sources = self._sources.get(cid, {})
+                if len(sources) == 1 and next(iter(sources))[0] != LOCAL:
+                    (source_origin, source_name), revision = next(iter(sources.items()))
+                else:
+                    source_origin, source_name = origin, self.labels.name_of(cid)
+                    revision = max(sources.values(), default=0)
+                pending = [d for c, d in self._pending if c == cid]
+                feature_sum, count, spread_sum, spread_count = self._prototypes.class_stats(cid)
+                in_deep = torch.nonzero(deep_y == cid).flatten()
+                classes.append(ClassLesson(
+                    name=source_name, origin=source_origin, revision=int(revision),
+                    pool=fast['pool'][fast_y == cid].clone() if fast else
+                    torch.zeros(0, self.feature_dim),
+                    seen=int(self._fast_memory.seen.get(cid, int((fast_y == cid).sum()))),
+                    deep=deep_q.index(in_deep) if deep_q is not None else empty,
+                    deep_seen=int(getattr(self._deep_memory, 'seen', {}).get(cid, 0)),
+                    pending=QuantisedTensor.cat(pending) if pending else empty,
+                    prototype_sum=feature_sum, prototype_count=count,
+                    spread_sum=spread_sum, spread_count=spread_count,
+                    cwr_row=self._head.cw[cid].clone() if cid < self._head.capacity
+                    else torch.zeros(self.feature_dim),
+                    cwr_count=int(self._head.past[cid]) if cid < self._head.capacity else 0))
+            return LessonPack(origin=origin, created_utc=now_utc(), signature=self._compat(),
+                              upper_fingerprint=self.upper_fingerprint(),
+                              replay_dtype=self.config.replay_dtype, classes=tuple(classes))
+
+    def import_pack(self, pack: LessonPack, pack_id: str, *, on_clash: str = 'refuse',
+                    once: bool = False) -> ImportReport:
+        """Take in the classes of a verified lesson pack, by the rules of a local lesson.
+
+        For every class: its pool vectors (recomputed from its deep latents through this
+        learner's ``upper`` when the pack's ``upper`` differs) go into the class-balanced
+        memory as a sample of the patterns the exporter had seen, its deep latents into the
+        deep memory and the pending lessons; its prototype statistics and lesson spreads are
+        added; its CWR* row is folded in by the CWR* rule (same ``upper`` only) and the fast
+        head is then trained on the imported patterns with replay, like a lesson.
+
+        A label already taken here is a clash, resolved by ``on_clash``: 'merge' into the
+        existing class, 'rename' (new class ``name@origin``), or 'refuse'. A newer revision of
+        a class this learner knows only from the same origin replaces it; the same or an older
+        revision is skipped. With ``once`` (packs received on a topic, which may come again),
+        a pack imported before (same ``pack_id``) changes nothing, even when a class it brought
+        was forgotten since; an explicit import takes a forgotten class in again.
+
+        Raises:
+            PackError: another backbone signature, a clash under 'refuse', too many classes, or
+                pool vectors of another ``upper`` without deep latents to recompute them from;
+                the learner is unchanged then.
+        """
+        if on_clash not in CLASH_POLICIES:
+            raise PackError(f'on_clash must be one of {", ".join(CLASH_POLICIES)}, got '
+                            f'{on_clash!r}')
+        differences = signature_differences(pack.signature, self._compat())
+        if differences:
+            raise PackError('the pack was made with another backbone, its patterns are '
+                            f'meaningless here: {"; ".join(differences)}')
+        c = self.config
+        with self._train_lock, _torch_threads(c.fast_num_threads):
+            start = time.perf_counter()
+            if once and pack_id in self._imported:
+                return ImportReport(pack_id=pack_id, duplicate=True,
+                                    model_version=self.model_version,
+                                    skipped=[(e.name, 'this pack was imported before')
+                                             for e in pack.classes])
+            reencode = pack.upper_fingerprint != self.upper_fingerprint()
+            plan, skipped = self._plan_import(pack, on_clash, reencode)
+            imported = []
+            # Everything that can refuse the pack was checked by the plan; a failure past this
+            # point is a bug, and leaves a half-imported learner (Teacher restores the state).
+            for entry, action, label, class_id in plan:
+                class_id = self._import_class(entry, action, label, class_id, reencode)
+                imported.append((entry.name, label, class_id, action))
+            if pack_id not in self._imported:
+                self._imported = (self._imported + [pack_id])[-_MAX_IMPORTED_IDS:]
+            if imported:
+                self._publish()
+            seconds = time.perf_counter() - start
+            logger.info('imported %d classes from %s (%s) in %.3f s%s; model version %d',
+                        len(imported), pack.origin, pack_id[:12], seconds,
+                        ' (pool vectors recomputed)' if reencode else '', self.model_version)
+            return ImportReport(pack_id=pack_id, imported=imported, skipped=skipped,
+                                reencoded=reencode, model_version=self.model_version,
+                                seconds=seconds)
+
+    def _plan_import(self, pack: LessonPack, on_clash: str, reencode: bool):
+        """Decide per class what to do, before anything changes (raises PackError)."""
+        plan, skipped, new_labels = [], [], set()
+        for entry in pack.classes:
+            key = (entry.origin, entry.name)
+            holder = next((cid for cid, found in self._sources.items() if key in found), None)
+            if reencode and entry.deep_latents() is None:
+                raise PackError(f"'{entry.name}': its pool vectors were computed by another "
+                                "upper network and the pack holds no deep latents to "
+                                'recompute them from')
+            if holder is not None:
+                known = self._sources[holder][key]
+                if entry.revision <= known:
+                    skipped.append((entry.name, f'already known from {entry.origin} at this or '
+                                                'a newer revision'))
+                    continue
+                if set(self._sources[holder]) == {key}:
+                    plan.append((entry, 'updated', self.labels.name_of(holder), holder))
+                    continue
+                taken = self.labels.name_of(holder)
+            else:
+                try:
+                    name = self.labels.validate(entry.name)
+                except ValueError as error:
+                    raise PackError(f'class {entry.name!r}: {error}') from error
+                taken = name if (name in self.labels or name in new_labels) else None
+                if taken is None:
+                    plan.append((entry, 'new', name, None))
+                    new_labels.add(name)
+                    continue
+            if on_clash == 'refuse':
+                raise PackError(f"label clash: '{taken}' is already a class here (the pack's "
+                                f"'{entry.name}' from {entry.origin}); import with on_clash "
+                                'merge or rename')
+            if on_clash == 'merge' and taken not in new_labels:
+                plan.append((entry, 'merged', taken, self.labels.id_of(taken)))
+                continue
+            label = self._free_label(entry, new_labels)
+            plan.append((entry, 'renamed', label, None))
+            new_labels.add(label)
+        added = sum(1 for _, action, _, cid in plan if cid is None)
+        if len(self.labels) + added > self.config.max_classes:
+            raise PackError(f'importing {added} new classes would pass max_classes '
+                            f'({self.config.max_classes}); forget some classes first')
+        return plan, skipped
+
+    def _free_label(self, entry: ClassLesson, new_labels: set) -> str:
+        tail = entry.origin.rstrip('/').split('/')
+        where = next((part for part in tail if part), 'fleet')
+        base = f'{entry.name}@{where}'
+        label, n = base, 2
+        while label in self.labels or label in new_labels:
+            label, n = f'{base}#{n}', n + 1
+        try:
+            return self.labels.validate(label)
+        except ValueError as error:
+            raise PackError(f"cannot rename '{entry.name}' for import: {error}") from error
+
+    def _import_class(self, entry: ClassLesson, action: str, label: str,
+                      class_id: int | None, reencode: bool) -> int:
+        """Apply one planned class (see :meth:`import_pack`); caller holds the training lock."""
+        c = self.config
+        deep_all = entry.deep_latents()
+        if reencode:
+            pool = self._pool(self._upper, deep_all.dequantise())
+        else:
+            pool = entry.pool
+        if action == 'updated':
+            head = self._head.copy()
+            head.clear(class_id)
+            self._head = head
+            self._prototypes.clear(class_id)
+            self._fast_memory.purge(class_id)
+            self._deep_memory.purge(class_id)
+            self._pending = [(cid, d) for cid, d in self._pending if cid != class_id]
+            self._sources.pop(class_id, None)
+        if class_id is None:
+            class_id = self.labels.add(label)
+        head = self._head.copy()
+        prototypes = self._prototypes.copy()
+        if reencode:  # the exporter's sums belong to its upper: the recomputed mean stands in
+            prototypes.merge_class(class_id, pool.double().mean(0) * entry.prototype_count,
+                                   entry.prototype_count, entry.spread_sum, entry.spread_count)
+        else:
+            prototypes.merge_class(class_id, entry.prototype_sum, entry.prototype_count,
+                                   entry.spread_sum, entry.spread_count)
+            if entry.cwr_count > 0:
+                head.merge_row(class_id, entry.cwr_row, entry.cwr_count)
+        new_y = torch.full((pool.shape[0],), class_id, dtype=torch.long)
+        replay, replay_y = self._fast_memory.items()
+        classes = sorted(set(replay_y.tolist()) | {class_id})
+        settings = TrainSettings(
+            epochs=c.fast_epochs, new_per_batch=c.fast_new_per_batch,
+            replay_per_batch=c.fast_replay_per_batch, lr=c.fast_lr, head_lr=c.fast_lr,
+            momentum=c.momentum, weight_decay=c.weight_decay)
+        result = train_experience(
+            rows=head.initial_rows(classes), classes=classes, new_x=pool, new_y=new_y,
+            replay_x=replay.get('pool'), replay_y=replay_y, settings=settings,
+            generator=self._generator, normalise=True, prior=self._prior(prototypes, classes))
+        head.consolidate(classes, result.rows, class_counts(new_y, replay_y))
+        self._fast_memory.update({'pool': pool}, new_y, self._generator,
+                                 represents={class_id: max(entry.seen, pool.shape[0])})
+        if len(entry.deep):
+            deep = entry.deep
+            if deep.dtype != c.replay_dtype:
+                deep = QuantisedTensor.quantise(deep.dequantise(), c.replay_dtype)
+            self._deep_memory.update(deep.state_dict(),
+                                     torch.full((len(deep),), class_id, dtype=torch.long),
+                                     self._generator,
+                                     represents={class_id: max(entry.deep_seen, len(deep))})
+        if len(entry.pending):
+            pending = entry.pending
+            if pending.dtype != c.replay_dtype:
+                pending = QuantisedTensor.quantise(pending.dequantise(), c.replay_dtype)
+            self._pending.append((class_id, pending))
+        self._head, self._prototypes = head, prototypes
+        self._sources.setdefault(class_id, {})[entry.origin, entry.name] = int(entry.revision)
+        return class_id
+
     # ------------------------------------------------------------------ persistence
     def _compat(self) -> dict:
         return {'backbone': self.config.backbone, 'input_size': self.config.input_size,
@@ -627,6 +913,10 @@ class Learner:
                             for cid, d in self._pending],
                 'si': self._si.state_dict() if self._si is not None else None,
                 'rng': self._generator.get_state(),
+                'fleet': {'sources': [[cid, origin, name, revision]
+                                      for cid, found in sorted(self._sources.items())
+                                      for (origin, name), revision in sorted(found.items())],
+                          'imported': list(self._imported)},
             }
 
     def _check_compat(self, state: dict) -> None:
@@ -709,6 +999,8 @@ class Learner:
                     si.load_state_dict(state['si'])
             generator = torch.Generator()
             generator.set_state(state['rng'])
+            sources, imported = _load_fleet(state.get('fleet'), labels.ids())
+            self._sources, self._imported = sources, imported
             self._upper, self._head, self._prototypes = upper, head, prototypes
             self.labels.load_state_dict(labels.state_dict())
             self.load_notes = label_notes
@@ -725,3 +1017,14 @@ class Learner:
             self.reset_smoothing()
             logger.info('loaded state: %d classes, model version %d', len(self.labels),
                         self.model_version)
+
+
+def _load_fleet(saved, ids: list[int]) -> tuple[dict, list[str]]:
+    """Return (sources, imported pack ids) of a state; states from before fleets: all local."""
+    sources: dict[int, dict[tuple[str, str], int]] = {}
+    imported: list[str] = []
+    if isinstance(saved, dict):
+        for cid, origin, name, revision in saved.get('sources', []):
+            sources.setdefault(int(cid), {})[str(origin), str(name)] = int(revision)
+        imported = [str(p) for p in saved.get('imported', [])]
+    return {cid: found for cid, found in sources.items() if cid in ids}, imported

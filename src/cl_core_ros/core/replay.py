@@ -118,8 +118,14 @@ class ReplayMemory:
         self.payload, self.labels = dict(payload), labels.long().clone()
 
     def update(self, payload: Mapping[str, torch.Tensor], labels: torch.Tensor,
-               generator: torch.Generator | None = None) -> None:
-        """Add the patterns of one experience according to the policy."""
+               generator: torch.Generator | None = None, *,
+               represents: Mapping[int, int] | None = None) -> None:
+        """Add the patterns of one experience according to the policy.
+
+        ``represents`` (class id -> count): the new patterns of a class are a uniform sample of
+        that many patterns (a lesson pack's reservoir); policies without per-class
+        populations ignore it.
+        """
         raise NotImplementedError
 
     def _check(self, payload: Mapping[str, torch.Tensor], labels: torch.Tensor) -> None:
@@ -154,7 +160,8 @@ class RandomReplay(ReplayMemory):
     policy = 'random'
 
     def update(self, payload: Mapping[str, torch.Tensor], labels: torch.Tensor,
-               generator: torch.Generator | None = None) -> None:
+               generator: torch.Generator | None = None, *,
+               represents: Mapping[int, int] | None = None) -> None:
         """Add experience ``self.experiences`` (fill free slots, then overwrite random ones)."""
         self._check(payload, labels)
         n_new = int(labels.shape[0])
@@ -196,8 +203,14 @@ class ClassBalancedReplay(ReplayMemory):
         self.seen: dict[int, int] = {}
 
     def update(self, payload: Mapping[str, torch.Tensor], labels: torch.Tensor,
-               generator: torch.Generator | None = None) -> None:
-        """Merge the new patterns and re-balance."""
+               generator: torch.Generator | None = None, *,
+               represents: Mapping[int, int] | None = None) -> None:
+        """Merge the new patterns and re-balance.
+
+        ``represents[c]``: the new patterns of class ``c`` stand for that many patterns (at
+        least their number), e.g. an imported reservoir sample; they then keep slots in that
+        proportion against the class's earlier patterns, and ``seen[c]`` grows by it.
+        """
         self._check(payload, labels)
         self.experiences += 1
         n_old = len(self)
@@ -211,23 +224,28 @@ class ClassBalancedReplay(ReplayMemory):
             members = torch.nonzero(merged_labels == c).flatten()
             old, new = members[members < n_old], members[members >= n_old]
             before = max(self.seen.get(c, 0), old.numel())
+            added = new.numel()
+            if represents is not None and added:
+                added = max(int(represents.get(c, added)), added)
             if quotas[c] < members.numel():
-                members = self._reservoir(old, new, before, quotas[c], generator)
+                members = self._reservoir(old, new, before, quotas[c], generator, added)
             keep.append(members)
-            self.seen[c] = before + new.numel()
+            self.seen[c] = before + added
         idx = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.long)
         self.payload = _take(merged, idx)
         self.labels = merged_labels[idx]
 
     @staticmethod
     def _reservoir(old: torch.Tensor, new: torch.Tensor, before: int, quota: int,
-                   generator: torch.Generator | None) -> torch.Tensor:
+                   generator: torch.Generator | None, added: int | None = None
+                   ) -> torch.Tensor:
         """Pick ``quota`` of ``old`` (a uniform sample of ``before`` patterns) and ``new``.
 
-        The result is a uniform sample of all ``before + len(new)`` patterns: ``quota`` draws
+        ``new`` is a uniform sample of ``added`` patterns (default: ``len(new)``, all of them).
+        The result is a uniform sample of all ``before + added`` patterns: ``quota`` draws
         without replacement from that population tell how many come from the new patterns.
         """
-        population = before + new.numel()
+        population = before + (new.numel() if added is None else added)
         draws = torch.randperm(population, generator=generator)[:quota]
         n_new = int((draws >= before).sum())
         n_old = min(quota - n_new, old.numel())

@@ -15,7 +15,9 @@ services promise:
   (:meth:`~cl_core_ros.core.learner.Learner.learn_experience`);
 - ``consolidate()`` runs the deep update; a lesson arriving meanwhile interrupts it (teaching has
   priority) and it is retried later;
-- ``forget``, ``rename``, ``reset``, ``rollback``, ``save`` are committed the same way.
+- ``forget``, ``rename``, ``reset``, ``rollback``, ``save`` are committed the same way;
+- ``export_classes`` makes a lesson pack of some classes, ``import_pack`` takes one in and
+  answers after the durable commit (a rollback undoes it, like any change).
 
 Every method returns an :class:`Outcome` (success flag and a message for the user) instead of
 raising for wrong-state calls or bad input: a node answering a service must never die.
@@ -34,6 +36,7 @@ import torch
 
 from cl_core_ros.core.labels import normalize_label
 from cl_core_ros.core.learner import Latents, Learner
+from cl_core_ros.core.lesson_pack import LessonPack, PackError
 from cl_core_ros.core.state_store import FilesystemReport, StateStore, StateStoreError
 
 log = logging.getLogger(__name__)
@@ -424,6 +427,54 @@ class Teacher:
         return Outcome(True, f'rolled back to version {version} (now version {info.version})',
                        {'model_version': self.learner.model_version,
                         'state_version': self._state_version})
+
+    # ----- fleet: lesson packs -----------------------------------------------------------------
+    def export_classes(self, labels: list[str] | None, origin: str) -> Outcome:
+        """Make a lesson pack of ``labels`` (all when empty); ``details['pack']`` holds it."""
+        try:
+            pack = self.learner.export_classes(labels or None, origin=origin)
+        except (KeyError, ValueError) as exc:
+            return Outcome(False, f'cannot export: {str(exc).strip(chr(39) + chr(34))}')
+        return Outcome(True, f'exported {", ".join(map(repr, pack.labels))}', {'pack': pack})
+
+    def import_pack(self, pack: LessonPack, pack_id: str, on_clash: str = 'refuse', *,
+                    once: bool = False) -> Outcome:
+        """Import a verified lesson pack and store the result durably before answering.
+
+        ``once``: skip a pack imported before (see ``Learner.import_pack``).
+
+        ``details``: 'report' (:class:`~cl_core_ros.core.learner.ImportReport`), versions.
+        A refused pack (other backbone, label clash under 'refuse', ...) changes nothing.
+        """
+        with self._lock:
+            if self._phase == Phase.LEARNING:
+                return Outcome(False, 'busy learning; try again')
+            if self._phase == Phase.CONSOLIDATING:
+                self._stop_consolidation.set()
+        with self._work:
+            self._stop_consolidation.clear()
+            try:
+                report = self.learner.import_pack(pack, pack_id, on_clash=on_clash, once=once)
+            except PackError as exc:
+                return Outcome(False, f'pack from {pack.origin} refused: {exc}')
+            except (ValueError, RuntimeError, KeyError) as exc:
+                log.error('import of pack %s failed: %s', pack_id[:12], exc)
+                self._restore_stored()
+                return Outcome(False, f'import failed: {exc}; nothing was changed')
+            details = {'report': report, 'model_version': self.learner.model_version,
+                       'state_version': self._state_version}
+            if not report.changed:
+                why = '; '.join(f"'{n}': {r}" for n, r in report.skipped)
+                return Outcome(True, f'nothing new in the pack from {pack.origin} ({why})',
+                               details)
+            names = ', '.join(f"'{label}'" + (f' ({action})' if action != 'new' else '')
+                              for _, label, _, action in report.imported)
+            failed = self._commit(f'import {names} from {pack.origin}')
+            if failed:
+                return failed
+            details['state_version'] = self._state_version
+        return Outcome(True, f'imported {names} from {pack.origin} in {report.seconds:.2f} s',
+                       details)
 
     # ----- inference and status ---------------------------------------------------------------
     def status(self) -> Status:

@@ -5,7 +5,8 @@ Topics: subscribes ``frames`` (sensor_msgs/Image, sensor-data QoS, depth 1); pub
 ``~/annotated_image`` (the frame with the top-3 drawn on it) and ``/diagnostics``.
 Services: ``~/label_object``, ``~/start_learning``, ``~/list_classes``, ``~/forget_class``,
 ``~/rename_class``, ``~/consolidate``, ``~/rollback``, ``~/save_state`` and ``~/reset``
-(std_srvs/Trigger).
+(std_srvs/Trigger), ``~/export_classes`` and ``~/import_classes`` (lesson packs; with the
+latched ``/lessons`` topic, see :mod:`cl_core_ros.nodes.fleet`).
 
 Concurrency: one inference thread takes the newest frame itself (see FrameInbox: no backlog can
 build up), classifies it and encodes frames being gathered; services run in one mutually
@@ -36,11 +37,12 @@ from std_srvs.srv import Trigger
 import torch
 
 from cl_core_ros.core.config import LearnerConfig
-from cl_core_ros.core.learner import Learner
+from cl_core_ros.core.learner import CLASH_POLICIES, Learner
 from cl_core_ros.core.state_store import default_state_dir, StateStore
 from cl_core_ros.core.teacher import Phase, Teacher
 from cl_core_ros.msg import LearnerStatus, Prediction
 from cl_core_ros.nodes.callback_guard import CallbackGuard
+from cl_core_ros.nodes.fleet import Fleet
 from cl_core_ros.nodes.frame_inbox import FrameInbox
 from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
 from cl_core_ros.nodes.label_drawing import draw_prediction
@@ -48,7 +50,9 @@ from cl_core_ros.nodes.params import declare, Param, ParameterError
 from cl_core_ros.nodes.runtime import spin_nodes
 from cl_core_ros.srv import (
     Consolidate,
+    ExportClasses,
     ForgetClass,
+    ImportClasses,
     LabelObject,
     ListClasses,
     RenameClass,
@@ -107,6 +111,14 @@ PARAMS = [
     Param('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', min=0.1,
           max=3600.0),
     Param('max_pixels', 40_000_000, 'Larger frames are dropped.', min=1, max=400_000_000),
+    Param('fleet.share', False, 'Publish a lesson pack of every lesson taught here, once '
+          'stored, on the latched /lessons topic.'),
+    Param('fleet.accept', [], 'Learners whose packs on /lessons are imported: fully '
+          'qualified names (/robot_a/learner), namespaces (/robot_a) or *; empty = none.'),
+    Param('fleet.on_clash', 'merge', 'What a class received on /lessons does when its label '
+          'is already a class here.', choices=CLASH_POLICIES),
+    Param('fleet.history', 20, 'Packs kept on /lessons for learners that start later.',
+          min=1, max=1000),
 ]
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -184,6 +196,12 @@ class LearnerNode(Node):
         srv(Trigger, '~/save_state', self._save_state)
         srv(Trigger, '~/reset', self._reset)
         srv(Consolidate, '~/consolidate', self._consolidate, consolidation)
+        self.fleet = Fleet(self, self.teacher, share=p['fleet.share'], accept=p['fleet.accept'],
+                           on_clash=p['fleet.on_clash'], history=p['fleet.history'],
+                           callback_group=services,
+                           on_change=lambda: self._publish_status(force=True))
+        srv(ExportClasses, '~/export_classes', self._export_classes)
+        srv(ImportClasses, '~/import_classes', self._import_classes)
         # Steady clock: with use_sim_time, status and diagnostics go on when /clock stops or
         # jumps back (the consolidation node relies on "consolidating" coming within 0.2 s).
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -277,6 +295,8 @@ class LearnerNode(Node):
         resp.label = d.get('label', '')
         resp.frames_used = int(d.get('frames_used', 0))
         resp.training_seconds = float(d.get('training_seconds', 0.0))
+        if out.success:
+            self.fleet.lesson_acknowledged(resp.label)
         return self._fill_change(out, resp)
 
     def _list_classes(self, req, resp):
@@ -285,7 +305,30 @@ class LearnerNode(Node):
         resp.labels = [r[1] for r in rows]
         resp.pattern_counts = [int(r[2]) for r in rows]
         resp.model_version = int(self.learner.model_version)
+        origins = self.learner.class_origins()
+        resp.origins = [','.join(o or 'local' for o in origins.get(int(r[0]), ['']))
+                        for r in rows]
         return resp
+
+    def _export_classes(self, req, resp):
+        labels = list(req.labels)
+        out = self.fleet.export(labels, req.path) if req.path else self.fleet.publish(labels)
+        resp.success, resp.message = out.success, out.message
+        resp.path = out.details.get('path', '')
+        resp.pack_sha256 = out.details.get('pack_sha256', '')
+        resp.labels = list(out.details.get('labels', []))
+        resp.size_bytes = int(out.details.get('size_bytes', 0))
+        self._log(out)
+        return resp
+
+    def _import_classes(self, req, resp):
+        out = self.fleet.import_path(req.path, req.on_clash)
+        report = out.details.get('report')
+        if report is not None:
+            resp.labels = [label for _, label, _, _ in report.imported]
+            resp.actions = [action for _, _, _, action in report.imported]
+            resp.skipped = [f'{name}: {why}' for name, why in report.skipped]
+        return self._fill_change(out, resp)
 
     def _fill_change(self, out, resp):
         """Fill success, message and versions of a response that may change the model; log."""
@@ -388,9 +431,10 @@ class LearnerNode(Node):
         self._diag_pub.publish(msg)
 
     def close(self) -> None:
-        """Stop the inference thread."""
+        """Stop the inference and fleet threads."""
         self._running = False
         self._worker.join(timeout=5.0)
+        self.fleet.close()
 
 
 def _rate(times: deque) -> float:

@@ -16,6 +16,7 @@ from rclpy.exceptions import (
     ParameterUninitializedException,
 )
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 
 class ParameterError(ValueError):
@@ -55,6 +56,11 @@ class Param:
         """Return ``value`` if this parameter accepts it, else raise :class:`ParameterError`."""
         if isinstance(self.default, float) and isinstance(value, int):
             value = float(value)
+        if _string_array(self.default) and isinstance(value, list | tuple):
+            if not all(isinstance(item, str) for item in value):
+                raise ParameterError(f"parameter '{self.name}' must be a list of strings, "
+                                     f'got {value!r}')
+            value = list(value)
         if type(value) is not type(self.default):
             raise ParameterError(
                 f"parameter '{self.name}' must be {type(self.default).__name__}, "
@@ -68,14 +74,24 @@ class Param:
         return value
 
 
+def _string_array(default: Any) -> bool:
+    """Return True for a string-array default (a list of str; an empty list is one)."""
+    return isinstance(default, list) and all(isinstance(item, str) for item in default)
+
+
 def declare(node: Node, specs: list[Param]) -> dict[str, Any]:
     """Declare ``specs`` on ``node`` and return ``{name: validated value}``."""
     values = {}
     for spec in specs:
+        # A list of strings is declared by its type, since an empty list has none.
+        default = Parameter.Type.STRING_ARRAY if _string_array(spec.default) else spec.default
         try:
-            param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
+            param = node.declare_parameter(spec.name, default, spec.descriptor())
         except (InvalidParameterValueException, InvalidParameterTypeException,
                 ParameterUninitializedException) as exc:
             raise ParameterError(f"parameter '{spec.name}': {exc}") from exc
-        values[spec.name] = spec.check(param.value)
+        value = param.value
+        if value is None and _string_array(spec.default):
+            value = list(spec.default)
+        values[spec.name] = spec.check(value)
     return values

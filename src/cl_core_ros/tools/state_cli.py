@@ -7,11 +7,21 @@ Usage::
     python -m cl_core_ros.tools.state_cli [--state-dir DIR] rollback N
     python -m cl_core_ros.tools.state_cli [--state-dir DIR] verify
     python -m cl_core_ros.tools.state_cli bench --state-dir DIR [--repeats 5] [--classes 50]
+    python -m cl_core_ros.tools.state_cli [--state-dir DIR] export [LABEL ...] --out PACK_DIR
+    python -m cl_core_ros.tools.state_cli [--state-dir DIR] import PACK_DIR [--on-clash POLICY]
 
 ``--state-dir`` defaults to ``$ROS_HOME/cl_core_ros/state`` (``~/.ros/cl_core_ros/state``) and
 may be given before or after the command. ``N`` is a version number (``42`` or ``v000042``).
 Exit status: 0 on success, 1 when the command found problems (``verify``) or failed, 2 on usage
 errors. The tool accepts versions of any model (it has no model signature of its own).
+
+``export`` writes a lesson pack of the given classes (all when none are named) of the current
+version; ``import`` verifies a pack, takes it in by the rules of a lesson (see
+:meth:`cl_core_ros.core.learner.Learner.import_pack`) and stores the result as a new version
+(``rollback`` undoes it). Both load the backbone the state was made with (``--mobilenet-weights``
+for mobilenet_v1); an empty state directory takes the pack's backbone. Run them while no
+learner node uses the directory: a running learner's next change would replace the version the
+tool stored (on a running robot, call ``~/export_classes`` / ``~/import_classes`` instead).
 """
 
 import argparse
@@ -20,6 +30,7 @@ import json
 import logging
 from pathlib import Path
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -28,6 +39,8 @@ from typing import Any
 
 import torch
 
+from cl_core_ros.core.config import LearnerConfig
+from cl_core_ros.core.lesson_pack import read_pack, write_pack
 from cl_core_ros.core.state_codec import dump_state
 from cl_core_ros.core.state_store import (
     default_state_dir,
@@ -127,6 +140,59 @@ def _cmd_verify(store: StateStore, args: argparse.Namespace) -> int:
           f'{f"v{report.current:06d}" if report.current is not None else "none"}: '
           f'{"OK" if report.ok else f"{len(report.problems)} problem(s)"}')
     return 0 if report.ok else 1
+
+
+def _learner_for(store: StateStore, signature: dict | None, args: argparse.Namespace):
+    """Return a Teacher over a learner built like the one that made the stored state.
+
+    Its model comes from the current version's signature (or ``signature`` when the directory
+    holds none), its memory sizes and storage from the stored state.
+    """
+    from cl_core_ros.core.learner import Learner
+    from cl_core_ros.core.teacher import Teacher
+
+    loaded = store.load_latest()
+    state = loaded.state or {}
+    if loaded.info is not None:
+        signature = loaded.info.model_signature or {}
+    if not signature:
+        raise StateStoreError(f'{store.root} holds no learner state to export from')
+    values = {'backbone': signature.get('backbone', 'efficientnet_lite0'),
+              'input_size': int(signature.get('input_size', 192)),
+              'centre_sigma': float(signature.get('centre_sigma', 0.0)),
+              'deep_layer': signature.get('deep_layer'),
+              'mobilenet_weights': args.mobilenet_weights}
+    if state:
+        values.update(fast_buffer_size=int(state['fast_replay']['capacity']),
+                      deep_buffer_size=int(state['deep_replay']['capacity']),
+                      deep_replay_policy=state['deep_replay']['policy'],
+                      replay_dtype=state['replay_dtype'])
+    learner = Learner(LearnerConfig(**values))
+    teacher = Teacher(learner, StateStore(store.root, keep=args.keep,
+                                          model_signature=learner.signature()))
+    return teacher
+
+
+def _cmd_export(store: StateStore, args: argparse.Namespace) -> int:
+    teacher = _learner_for(store, None, args)
+    out = teacher.export_classes(args.labels, args.origin)
+    if not out.success:
+        print(f'error: {out.message}', file=sys.stderr)
+        return 1
+    path, pack_id, size = write_pack(out.details['pack'], args.out)
+    print(f'{out.message} to {path}: {size} bytes, pack_sha256 {pack_id}')
+    return 0
+
+
+def _cmd_import(store: StateStore, args: argparse.Namespace) -> int:
+    pack, pack_id = read_pack(args.pack)
+    teacher = _learner_for(store, pack.signature, args)
+    out = teacher.import_pack(pack, pack_id, args.on_clash)
+    print(out.message if out.success else f'error: {out.message}',
+          file=sys.stdout if out.success else sys.stderr)
+    if out.success:
+        print(f'state version {teacher.status().state_version}')
+    return 0 if out.success else 1
 
 
 def make_benchmark_state(num_classes: int = 50, *, seed: int = 0) -> dict[str, Any]:
@@ -247,6 +313,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument('--classes', type=int, default=50, help='classes (default 50)')
     bench.add_argument('--json', action='store_true', help='print JSON')
     bench.add_argument('--keep', action='store_true', help='keep the benchmark directory')
+    export = commands.add_parser('export', parents=[common],
+                                 help='write a lesson pack of some classes (all by default)')
+    export.add_argument('labels', nargs='*', help='classes to export (default: all)')
+    export.add_argument('--out', required=True, help='directory to create for the pack')
+    export.add_argument('--origin', default=f'/{socket.gethostname()}',
+                        help='name of this robot in the pack (default: /<hostname>); use '
+                             "the learner node's name, e.g. /robot_a/learner")
+    imports = commands.add_parser('import', parents=[common],
+                                  help='import a lesson pack as a new version')
+    imports.add_argument('pack', help='pack directory')
+    imports.add_argument('--on-clash', choices=('merge', 'rename', 'refuse'),
+                         default='refuse', help='a label already taken here (default: refuse)')
+    for sub in (export, imports):
+        sub.add_argument('--mobilenet-weights', default=None,
+                         help='weights file when the state is for mobilenet_v1')
+        sub.add_argument('--keep', type=int, default=5, help='versions to keep (default 5)')
     return parser
 
 
@@ -256,15 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
                         format='%(levelname)s %(name)s: %(message)s')
     handlers = {'list': _cmd_list, 'show': _cmd_show, 'rollback': _cmd_rollback,
-                'verify': _cmd_verify, 'bench': _cmd_bench}
+                'verify': _cmd_verify, 'bench': _cmd_bench, 'export': _cmd_export,
+                'import': _cmd_import}
     state_dir = Path(args.state_dir).expanduser() if args.state_dir else default_state_dir()
-    if args.command != 'bench' and not state_dir.is_dir():
+    if args.command not in ('bench', 'import') and not state_dir.is_dir():
         print(f'error: no state directory at {state_dir}', file=sys.stderr)
         return 1
     try:
         store = StateStore(state_dir)
         return handlers[args.command](store, args)
-    except StateStoreError as error:
+    except (StateStoreError, ValueError, OSError) as error:  # PackError is a ValueError
         print(f'error: {error}', file=sys.stderr)
         return 1
 
