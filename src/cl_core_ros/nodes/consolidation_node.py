@@ -13,19 +13,22 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from cl_core_ros.msg import LearnerStatus
-from cl_core_ros.nodes.params import declare, Param
+from cl_core_ros.nodes.compat import set_timer_period
+from cl_core_ros.nodes.params import declare, on_set, Param
 from cl_core_ros.nodes.runtime import spin_nodes
 from cl_core_ros.srv import Consolidate
 
 PARAMS = [
-    Param('period', 30.0, 'Seconds (node clock) between checks.', min=0.1, max=86400.0),
+    Param('period', 30.0, 'Seconds (node clock) between checks.', min=0.1, max=86400.0,
+          runtime=True),
     Param('min_new_experiences', 1, 'Lessons that must be waiting before consolidating.',
-          min=1, max=100000),
+          min=1, max=100000, runtime=True),
     Param('min_idle_seconds', 5.0, 'The learner must have been idle this long (node clock).',
-          min=0.0, max=86400.0),
-    Param('learner', 'learner', 'Name of the learner node (relative: same namespace).'),
+          min=0.0, max=86400.0, runtime=True),
+    Param('learner', 'learner', 'Name of the learner node (relative: same namespace).',
+          fixed="the learner's status subscription and service client are made at start-up"),
     Param('enabled', True, 'Set false to only consolidate on explicit service calls.',
-          read_only=False),
+          runtime=True),
 ]
 
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -38,6 +41,7 @@ class ConsolidationNode(Node):
     def __init__(self, **kwargs):
         super().__init__('consolidation', **kwargs)
         cfg = declare(self, PARAMS)
+        self._cfg = cfg
         self._min_new = cfg['min_new_experiences']
         self._min_idle = Duration(seconds=cfg['min_idle_seconds'])
         self._status: LearnerStatus | None = None
@@ -50,11 +54,21 @@ class ConsolidationNode(Node):
                                  STATUS_QOS, callback_group=group)
         self._client = self.create_client(Consolidate, f'{learner}/consolidate',
                                           callback_group=group)
-        self.create_timer(cfg['period'], self._tick, callback_group=group,
-                          clock=self.get_clock())
+        self._timer = self.create_timer(cfg['period'], self._tick, callback_group=group,
+                                        clock=self.get_clock())
+        on_set(self, PARAMS, cfg, apply=self._apply_params)
         self.get_logger().info(
             f'consolidation: every {cfg["period"]} s when >= {self._min_new} lessons wait and '
             f'the learner has been idle {cfg["min_idle_seconds"]} s')
+
+    def _apply_params(self, changes: dict) -> None:
+        """Put validated parameter changes into effect (the next check uses them)."""
+        if 'min_new_experiences' in changes:
+            self._min_new = changes['min_new_experiences']
+        if 'min_idle_seconds' in changes:
+            self._min_idle = Duration(seconds=changes['min_idle_seconds'])
+        if 'period' in changes:
+            set_timer_period(self._timer, changes['period'])
 
     def _on_status(self, msg: LearnerStatus) -> None:
         idle = msg.state == LearnerStatus.STATE_IDLE
@@ -65,7 +79,7 @@ class ConsolidationNode(Node):
         self._status = msg
 
     def _tick(self) -> None:
-        if not self.get_parameter('enabled').value or self._pending_call is not None:
+        if not self._cfg['enabled'] or self._pending_call is not None:
             return
         status = self._status
         if status is None or status.pending_experiences < self._min_new:
