@@ -5,10 +5,13 @@ Shutdown: SIGINT and SIGTERM ask for a stop (a second one while stopping is igno
 node's own threads that use rclpy (``close()``), then the nodes are destroyed and only then the
 rclpy context shuts down, so nothing calls rclpy on a context that has gone. Should that take
 longer than :data:`SHUTDOWN_GRACE_S` (a DDS participant that does not let go), the process
-exits anyway with a warning: what the learner acknowledged is already on disk.
+exits anyway with a warning: what the learner acknowledged is already on disk. The
+executables then leave with :func:`exit_process`, skipping the interpreter's own teardown of
+torch and Fast DDS (about 3 s on a loaded 2-core machine, for nothing left to do).
 """
 
 from collections.abc import Callable
+import logging
 import os
 from pathlib import Path
 import signal
@@ -41,6 +44,21 @@ def share_dir() -> Path:
         return Path(get_package_share_directory('cl_core_ros'))
     except (ImportError, LookupError, OSError, ValueError):
         return Path(os.environ.get('VIRTUAL_ENV') or sys.prefix) / 'share' / 'cl_core_ros'
+
+
+def exit_process(status: int) -> None:
+    """End the process now with ``status``, after flushing its output (for executables).
+
+    Call it only once rclpy has shut down and nothing is left to store: it skips ``atexit``
+    handlers and the interpreter's teardown of the loaded libraries.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _say(text: str) -> None:
