@@ -16,7 +16,6 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from cl_core_ros.core.preprocessing import crop_resize, Region
-from cl_core_ros.nodes.compat import set_timer_period
 from cl_core_ros.nodes.image_conversion import (
     compressed_to_rgb,
     FrameError,
@@ -24,7 +23,7 @@ from cl_core_ros.nodes.image_conversion import (
     rgb_to_image,
 )
 from cl_core_ros.nodes.params import declare, on_set, Param, ParameterError
-from cl_core_ros.nodes.runtime import spin_nodes
+from cl_core_ros.nodes.runtime import set_timer_period, spin_nodes
 
 PARAMS = [
     Param('output_size', 192, 'Side in pixels of the square frames published on `frames`.',

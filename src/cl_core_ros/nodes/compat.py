@@ -1,17 +1,10 @@
-"""The few places where rclpy 7 (ROS 2 Jazzy) and rclpy 9 (Kilted) differ, in one module.
+"""Where rclpy 7 (ROS 2 Jazzy) and rclpy 9 (Kilted) differ, in one place.
 
-Everything else in the package uses the API both have; each function here says what differs.
+Everything else in the package uses the API both have (checked by running the whole test suite
+on both: ``scripts/test.sh`` and ``scripts/test.sh --distro jazzy``).
 """
 
 from concurrent.futures import ThreadPoolExecutor
-
-import rclpy
-from rclpy.signals import SignalHandlerOptions
-
-
-def init_without_signal_handlers(args: list[str] | None = None, context=None) -> None:
-    """``rclpy.init`` without rclpy's own SIGINT/SIGTERM handlers (the caller has its own)."""
-    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
 
 
 def shutdown_executor(executor) -> None:
@@ -26,9 +19,3 @@ def shutdown_executor(executor) -> None:
     pool = getattr(executor, '_executor', None)  # MultiThreadedExecutor's worker threads
     if isinstance(pool, ThreadPoolExecutor):
         pool.shutdown(wait=True)
-
-
-def set_timer_period(timer, seconds: float) -> None:
-    """Give a running timer a new period, counted from now."""
-    timer.timer_period_ns = int(seconds * 1e9)
-    timer.reset()

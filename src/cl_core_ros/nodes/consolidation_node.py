@@ -13,9 +13,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from cl_core_ros.msg import LearnerStatus
-from cl_core_ros.nodes.compat import set_timer_period
 from cl_core_ros.nodes.params import declare, on_set, Param
-from cl_core_ros.nodes.runtime import spin_nodes
+from cl_core_ros.nodes.runtime import set_timer_period, spin_nodes
 from cl_core_ros.srv import Consolidate
 
 PARAMS = [

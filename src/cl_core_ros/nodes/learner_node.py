@@ -39,11 +39,10 @@ from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.state_store import default_state_dir, StateStore
 from cl_core_ros.core.teacher import Phase, Teacher
 from cl_core_ros.msg import LearnerStatus, Prediction
-from cl_core_ros.nodes.compat import set_timer_period
 from cl_core_ros.nodes.frame_inbox import FrameInbox
 from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
 from cl_core_ros.nodes.params import declare, on_set, Param, ParameterError
-from cl_core_ros.nodes.runtime import spin_nodes
+from cl_core_ros.nodes.runtime import set_timer_period, spin_nodes
 from cl_core_ros.srv import (
     Consolidate,
     ForgetClass,

@@ -26,9 +26,10 @@ from rclpy.executors import (
     SingleThreadedExecutor,
 )
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from cl_core_ros.core.state_store import StateStoreError
-from cl_core_ros.nodes.compat import init_without_signal_handlers, shutdown_executor
+from cl_core_ros.nodes.compat import shutdown_executor
 from cl_core_ros.nodes.params import ParameterError
 
 SHUTDOWN_GRACE_S = 3.0
@@ -44,6 +45,12 @@ def share_dir() -> Path:
         return Path(get_package_share_directory('cl_core_ros'))
     except (ImportError, LookupError, OSError, ValueError):
         return Path(os.environ.get('VIRTUAL_ENV') or sys.prefix) / 'share' / 'cl_core_ros'
+
+
+def set_timer_period(timer, seconds: float) -> None:
+    """Give a running rclpy timer a new period, counted from now."""
+    timer.timer_period_ns = int(seconds * 1e9)
+    timer.reset()
 
 
 def exit_process(status: int) -> None:
@@ -186,7 +193,7 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
     sys.setswitchinterval(0.0005)
     stop = StopRequest(grace_s)
     stop.install()
-    init_without_signal_handlers(args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)  # ours, above
     nodes: list[Node] = []
     executor = spinner = None
     failure: list = []
