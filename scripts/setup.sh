@@ -75,6 +75,16 @@ cmake --build "$BUILD" -j"$(nproc)" > "$BUILD_ROOT/cmake-build.log" 2>&1 \
 cmake --install "$BUILD" > "$BUILD_ROOT/cmake-install.log" 2>&1 \
   || { tail -50 "$BUILD_ROOT/cmake-install.log" >&2; exit 1; }
 
+# 5. numpy 2 beside the venv's numpy 1 (first on PYTHONPATH), for the tests that run the nodes'
+#    image conversions under numpy 2 (what newer ROS 2 installs bring).
+NUMPY2=$ROOT/build/numpy2
+if [ ! -d "$NUMPY2/numpy" ]; then
+  log 'installing numpy 2 into build/numpy2 (for the tests under numpy 2)'
+  rm -rf "$NUMPY2"
+  "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --target "$NUMPY2" \
+    'numpy>=2,<3' 2>&1 | quiet_pip
+fi
+
 "$PY" -c 'import cl_core_ros.msg, cl_core_ros.srv, cl_core_ros.core' \
   || { echo "[setup $DISTRO] the installed package does not import" >&2; exit 1; }
 log "ready in $(( $(date +%s) - start )) s: $VENV"

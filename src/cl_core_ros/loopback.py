@@ -15,18 +15,20 @@ import sys
 import tempfile
 
 PROFILE_NAME = 'fastdds_loopback.xml'
+# Fast DDS defaults (no enlarged shared-memory segment), still bound to 127.0.0.1.
+DEFAULTS_PROFILE_NAME = 'fastdds_loopback_defaults.xml'
 
 
-def profile_path() -> Path:
-    """Return the loopback Fast DDS profile, from the source tree or the installed share dir."""
+def profile_path(name: str = PROFILE_NAME) -> Path:
+    """Return a Fast DDS profile of config/, from the source tree or the installed share dir."""
     here = Path(__file__).resolve()
-    candidates = [here.parents[2] / 'config' / PROFILE_NAME]
+    candidates = [here.parents[2] / 'config' / name]
     prefix = os.environ.get('VIRTUAL_ENV') or sys.prefix
-    candidates.append(Path(prefix) / 'share' / 'cl_core_ros' / 'config' / PROFILE_NAME)
+    candidates.append(Path(prefix) / 'share' / 'cl_core_ros' / 'config' / name)
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(f'{PROFILE_NAME} not found in: ' + ', '.join(map(str, candidates)))
+    raise FileNotFoundError(f'{name} not found in: ' + ', '.join(map(str, candidates)))
 
 
 DOMAIN_IDS = range(1, 102)  # the ids that are safe on every platform
@@ -75,8 +77,13 @@ def pick_domain_id() -> int:
 
 
 def loopback_env(log_dir: Path, domain_id: int | None = None,
-                 base: dict[str, str] | None = None) -> dict[str, str]:
-    """Return a copy of ``base`` (default ``os.environ``) set up for loopback-only DDS."""
+                 base: dict[str, str] | None = None,
+                 profile: str = PROFILE_NAME) -> dict[str, str]:
+    """Return a copy of ``base`` (default ``os.environ``) set up for loopback-only DDS.
+
+    ``profile``: the Fast DDS profile in config/ (:data:`DEFAULTS_PROFILE_NAME` for Fast DDS
+    defaults on loopback).
+    """
     env = dict(os.environ if base is None else base)
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +92,7 @@ def loopback_env(log_dir: Path, domain_id: int | None = None,
         'ROS_STATIC_PEERS': '',
         'ROS_DOMAIN_ID': str(pick_domain_id() if domain_id is None else domain_id),
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
-        'FASTDDS_DEFAULT_PROFILES_FILE': str(profile_path()),
+        'FASTDDS_DEFAULT_PROFILES_FILE': str(profile_path(profile)),
         'RMW_FASTRTPS_USE_QOS_FROM_XML': '0',
         'ROS_LOG_DIR': str(log_dir),
         'PYTHONUNBUFFERED': '1',

@@ -1,8 +1,15 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
-from cl_core_ros.core.batch_renorm import BatchRenorm2d, replace_batchnorm, set_momentum
+from cl_core_ros.core.batch_renorm import (
+    BatchRenorm2d,
+    replace_batchnorm,
+    set_momentum,
+    statistics_frozen,
+)
 
 
 def _bn(mean, var, weight=1.0, bias=0.0):
@@ -76,3 +83,43 @@ def test_replace_every_batchnorm_and_set_momentum():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     set_momentum(model, 5e-5)
     assert all(m.momentum == 5e-5 for m in model.modules() if isinstance(m, BatchRenorm2d))
+
+
+def _grads_and_stats(upper, x):
+    upper.zero_grad(set_to_none=True)
+    upper.train()
+    upper(x).pow(2).mean().backward()
+    grads = [p.grad.clone() for p in upper.parameters() if p.grad is not None]
+    stats = [b.clone() for name, b in upper.named_buffers()
+             if 'running' in name or 'steps' in name]
+    return grads, stats
+
+
+def test_recomputed_stages_give_the_same_gradients_and_statistics():
+    from cl_core_ros.core.backbone import build_backbone
+
+    backbone = build_backbone('efficientnet_lite0', 'block13')
+    x = torch.rand(6, 192, 4, 4, generator=torch.Generator().manual_seed(0)) * 3
+    plain, recomputed = backbone.upper, copy.deepcopy(backbone.upper)
+    recomputed.stages.recompute = True
+    for _ in range(2):  # the second step starts from the statistics the first one left
+        grads_a, stats_a = _grads_and_stats(plain, x)
+        grads_b, stats_b = _grads_and_stats(recomputed, x)
+        assert len(grads_a) == len(grads_b) > 0
+        for a, b in zip(grads_a, grads_b):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        for a, b in zip(stats_a, stats_b):  # updated once per step, not once per pass
+            assert torch.equal(a, b)
+
+
+def test_statistics_frozen_reuses_r_and_d_and_leaves_statistics_alone():
+    brn = BatchRenorm2d.from_batchnorm(_bn(0.0, 1.0), momentum=0.5, warmup_steps=0)
+    brn.train()
+    x = torch.tensor([0.0, 4.0]).view(2, 1, 1, 1)
+    first = brn(x)
+    mean, std, steps = brn.running_mean.clone(), brn.running_std.clone(), int(brn.steps)
+    with statistics_frozen():
+        again = brn(x)
+    assert torch.equal(first, again)
+    assert torch.equal(brn.running_mean, mean) and torch.equal(brn.running_std, std)
+    assert int(brn.steps) == steps

@@ -106,6 +106,7 @@ def test_state_holds_plain_values_only(photo_latents, small_config):
     ({'input_size': 96}, 'input_size'),
     ({'deep_layer': 'block9'}, 'deep_layer'),
     ({'centre_sigma': 0.0}, 'centre_sigma'),
+    ({'surround_weight': 0.0}, 'surround_weight'),
 ])
 def test_load_refuses_incompatible_state(photo_latents, small_config, change, reason):
     learner = Learner(small_config())
@@ -217,12 +218,59 @@ def test_random_deep_policy_and_smaller_memories_on_load(photo_latents, small_co
 
 def test_state_from_before_centre_pooling_loads_with_global_averages(photo_latents,
                                                                      small_config):
-    learner = Learner(small_config(centre_sigma=0.0))
+    learner = Learner(small_config(centre_sigma=0.0, surround_weight=0.0))
     learner.learn('cat', photo_latents['chelsea', 'train'])
     state = learner.state_dict()
-    state['compat'] = {k: v for k, v in state['compat'].items() if k != 'centre_sigma'}
-    old_settings = Learner(small_config(centre_sigma=0.0))
+    state['compat'] = {k: v for k, v in state['compat'].items()
+                       if k not in ('centre_sigma', 'surround_weight')}
+    old_settings = Learner(small_config(centre_sigma=0.0, surround_weight=0.0))
     old_settings.load_state_dict(state)
     assert old_settings.classes() == [(0, 'cat')]
     with pytest.raises(ValueError, match='centre_sigma'):
         Learner(small_config()).load_state_dict(state)
+    with pytest.raises(ValueError, match='surround_weight'):
+        Learner(small_config(centre_sigma=0.0)).load_state_dict(state)
+
+
+def test_learn_experience_learns_a_multi_class_batch_jointly(photo_latents, small_config):
+    names = ['chelsea', 'coffee', 'rocket']
+    joint = Learner(small_config())
+    report = joint.learn_experience([(n, photo_latents[n, 'train']) for n in names])
+    assert report.frames_used == 3 * 40 and report.is_new_class and report.replayed == 0
+    assert sorted(report.classes_trained) == [0, 1, 2] and report.model_version == 1
+    assert [name for _, name in joint.classes()] == names
+    assert joint.pending_experiences == 3  # each label's frames wait for the consolidation
+    # one training run: every minibatch drew from the mixed frames of the three classes
+    assert joint.class_table() == [(0, 'chelsea', 40), (1, 'coffee', 40), (2, 'rocket', 40)]
+    for name in names:
+        top = [p.labels[0] for p in joint.predict_latents(photo_latents[name, 'test'])]
+        assert top.count(name) >= len(top) * 0.8
+    # a label given twice is joined; a known one adds to its class
+    extra = len(photo_latents['chelsea', 'test'])
+    again = joint.learn_experience([('chelsea', photo_latents['chelsea', 'test']),
+                                    ('chelsea', photo_latents['chelsea', 'train'])])
+    assert not again.is_new_class and again.frames_used == extra + 40
+    assert joint.class_table()[0][2] >= 40 + extra + 40  # CWR* counts the replayed ones too
+    # a single lesson is what learn() gives
+    a, b = Learner(small_config()), Learner(small_config())
+    a.learn('cat', photo_latents['chelsea', 'train'])
+    b.learn_experience([('cat', photo_latents['chelsea', 'train'])])
+    _same_predictions(a.predict_latents(photo_latents['coffee', 'test']),
+                      b.predict_latents(photo_latents['coffee', 'test']))
+    assert a.state_dict()['head']['past'].tolist() == b.state_dict()['head']['past'].tolist()
+
+
+def test_learn_experience_refuses_bad_input_and_changes_nothing(photo_latents, small_config):
+    learner = Learner(small_config(max_classes=2))
+    learner.learn('cat', photo_latents['chelsea', 'train'])
+    version = learner.model_version
+    with pytest.raises(ValueError, match='at least one'):
+        learner.learn_experience([])
+    with pytest.raises(ValueError, match='empty'):
+        learner.learn_experience([('mug', photo_latents['coffee', 'train']),
+                                  (' ', photo_latents['rocket', 'train'])])
+    with pytest.raises(ValueError):
+        learner.learn_experience([('mug', photo_latents['coffee', 'train']),
+                                  ('rocket', photo_latents['rocket', 'train'])])
+    assert [name for _, name in learner.classes()] == ['cat']
+    assert learner.model_version == version and learner.pending_experiences == 1

@@ -108,3 +108,39 @@ def test_full_disk_fails_the_lesson_and_rolls_the_model_back(mount_tmpfs, small_
     assert teacher.status().state_version == 1 and teacher.store.verify().ok
     filler.unlink()
     assert _teach(teacher, 'mug', 'coffee').success
+
+
+def test_labels_added_to_a_batch_are_learned_jointly(tmp_path, small_config):
+    teacher = _teacher(tmp_path, small_config())
+    assert teacher.label('cat', 6).success
+    for image in FRAMES['chelsea'][:2]:
+        teacher.observe(image)
+    # too few frames of the first label to add a second one yet
+    out = teacher.label('mug', 6, add_to_batch=True)
+    assert not out.success and 'only 2 frames' in out.message
+    teacher.observe(FRAMES['chelsea'][2])
+    out = teacher.label('mug', 6, add_to_batch=True)
+    assert out.success and 'label 2 of one lesson' in out.message
+    assert out.details == {'class_id': 1, 'is_new_class': True}
+    for image in FRAMES['coffee']:
+        teacher.observe(image)
+    assert teacher.label('cat', 3, add_to_batch=True).details['class_id'] == 0
+    for image in FRAMES['chelsea'][3:]:
+        teacher.observe(image)
+    assert teacher.status().frames_gathered == 3 and teacher.status().gathering_label == 'cat'
+    out = teacher.start_learning()
+    assert out.success and out.details['label'] == 'cat, mug'
+    assert out.details['frames_used'] == 3 + 6 + 3 and out.details['state_version'] == 1
+    assert [name for _, name in teacher.learner.classes()] == ['cat', 'mug']
+    assert teacher.status().phase == Phase.IDLE
+    # stored as one lesson: a restarted teacher knows both classes
+    restarted = _teacher(tmp_path, small_config())
+    assert restarted.status().num_classes == 2 and restarted.status().state_version == 1
+    # a cancelled batch drops every label of it
+    assert teacher.label('rocket', 6).success
+    for image in FRAMES['rocket'][:3]:
+        teacher.observe(image)
+    assert teacher.label('ship', 6, add_to_batch=True).success
+    assert teacher.cancel_gathering('test').success
+    assert 'nothing gathered' in teacher.start_learning().message
+    assert [name for _, name in teacher.learner.classes()] == ['cat', 'mug']

@@ -1,4 +1,8 @@
-"""sensor_msgs images -> RGB frames: every encoding the camera node supports, every bad input."""
+"""sensor_msgs messages -> RGB frames through the nodes' adapters (rclpy message objects).
+
+Every encoding and format is tested on the shared decoders in test/core/test_raw_image.py and
+test/core/test_compressed_image.py; here the rclpy messages go through the same paths.
+"""
 
 import cv2
 import numpy as np
@@ -75,7 +79,8 @@ def test_padded_rows_are_cropped():
     (Image(height=0, width=8, encoding='rgb8', step=24, data=b''), 'empty'),
     (Image(height=6, width=0, encoding='mono8', step=0, data=b''), 'empty'),
     (Image(height=4320, width=7680, encoding='rgb8', step=7680 * 3, data=b''), 'too_large'),
-    (Image(height=6, width=8, encoding='yuv422_yuy2', step=16, data=bytes(96)),
+    (Image(height=6, width=8, encoding='yuv422_yuy2', step=12, data=bytes(96)), 'bad_step'),
+    (Image(height=6, width=8, encoding='16SC1', step=16, data=bytes(96)),
      'unsupported_encoding'),
     (Image(height=6, width=8, encoding='', step=24, data=bytes(144)), 'unsupported_encoding'),
     (Image(height=6, width=8, encoding='32FC1', step=32, data=bytes(192)),
@@ -109,6 +114,25 @@ def test_compressed_decompression_bomb_is_refused_from_its_header():
         compressed_to_rgb(CompressedImage(format='png', data=png.tobytes()), max_pixels=1000,
                           max_bytes=MAX)
     assert info.value.reason == 'too_large'
+
+
+def test_compressed_format_string_of_the_message_is_honoured():
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 255
+    ok, jpg = cv2.imencode('.jpg', red)  # an rgb8 buffer handed to the encoder
+    out = compressed_to_rgb(CompressedImage(format='rgb8; jpeg compressed rgb8',
+                                            data=jpg.tobytes()), max_pixels=MAX, max_bytes=MAX)
+    assert out[8, 8, 0] >= 250 and out[8, 8, 2] <= 5
+
+
+def test_yuyv_and_8uc3_messages_convert():
+    yuyv = np.array([[81, 90, 81, 240]] * 2, np.uint8)  # two red pixels per row
+    out = image_to_rgb(Image(height=2, width=2, encoding='yuv422_yuy2', step=4,
+                             data=yuyv.tobytes()), max_pixels=MAX)
+    assert out[0, 0, 0] >= 250 and out[0, 0, 2] <= 3
+    msg = Image(height=6, width=8, encoding='8UC3', step=24,
+                data=np.ascontiguousarray(RGB[:, :, ::-1]).tobytes())
+    np.testing.assert_array_equal(image_to_rgb(msg, max_pixels=MAX), RGB)
 
 
 def test_rgb_round_trip_keeps_header_and_pixels():

@@ -34,23 +34,43 @@ def test_full_core50_gives_nicv2_391(full_scan):
     assert len(p.test_frames) == 3 * 50 * 3
     assert p.summary()['order'][0] == [[p.first_session, lesson.object]
                                        for lesson in first.lessons]
+    assert p.first_session == 1 and [lesson.object for lesson in first.lessons] == list(
+        range(1, 51, 5))
 
 
-def test_new_classes_are_interleaved_with_known_ones(full_scan):
+def test_the_stream_has_the_official_structure(full_scan):
     p = build_protocol(scan=full_scan, seed=3)
+    # batch 0: session s1 of the first object of every category, learned as one batch
+    assert p.first_session == 1
+    assert [lesson.key for lesson in p.experiences[0].lessons] == [
+        (1, o) for o in range(1, 51, 5)]
     introduced = [exp.index for exp in p.experiences[1:] if exp.new_classes]
     assert len(introduced) == 40  # the 40 objects not in the first experience
-    # no lesson before its class was introduced
-    known: set[str] = set()
-    for exp in p.experiences:
+    # every object's sessions come in session order, so a new object enters through s1
+    by_object: dict[int, list[int]] = {}
+    for lesson in p.lessons():
+        by_object.setdefault(lesson.object, []).append(lesson.session)
+    assert all(sessions == sorted(sessions) for sessions in by_object.values())
+    for exp in p.experiences[1:]:
         for lesson in exp.lessons:
-            assert lesson.label in known or lesson.label in exp.new_classes
-        known.update(exp.new_classes)
-    # spread over the whole stream, with known-class lessons between introductions
-    gaps = [b - a for a, b in zip(introduced, introduced[1:])]
-    assert min(gaps) >= 2 and max(gaps) <= 30
-    assert introduced[0] <= 15 and introduced[-1] >= 360
+            assert (lesson.session == 1) == bool(exp.new_classes)
+    # new classes arrive at irregular positions, and elsewhere for another seed
+    gaps = {b - a for a, b in zip(introduced, introduced[1:])}
+    assert len(gaps) > 5
+    other = build_protocol(scan=full_scan, seed=4)
+    assert introduced != [exp.index for exp in other.experiences[1:] if exp.new_classes]
     assert sum(1 for exp in p.experiences[1:] if not exp.new_classes) == 350
+
+
+@pytest.mark.parametrize('scenario, batches, per_batch', [('nicv2_196', 196, 2),
+                                                           ('nicv2_79', 79, 5)])
+def test_nicv2_196_and_79_group_object_sessions(full_scan, scenario, batches, per_batch):
+    p = build_protocol(scan=full_scan, seed=0, scenario=scenario)
+    assert p.name == f'NICv2-{batches}' and len(p.experiences) == batches
+    assert len(p.experiences[0].lessons) == 10
+    assert [len(exp.lessons) for exp in p.experiences[1:]] == [per_batch] * (batches - 1)
+    assert len({lesson.key for lesson in p.lessons()}) == 400
+    assert p.summary()['structure'].startswith('official structure')
 
 
 def test_same_seed_same_protocol_other_seed_other_order(full_scan):
@@ -129,7 +149,7 @@ def test_folders_without_test_or_training_sessions_are_refused(make_scan, sessio
 
 @pytest.mark.parametrize('kwargs', [{'classes': 'instance'}, {'first_objects': 0},
                                     {'experiences': 0}, {'frames_per_experience': -1},
-                                    {'first_session': 3}])
+                                    {'first_session': 3}, {'scenario': 'nicv2_100'}])
 def test_bad_options_are_refused(full_scan, kwargs):
     with pytest.raises(ProtocolError):
         build_protocol(scan=full_scan, **kwargs)

@@ -36,7 +36,7 @@ def test_rounds_teach_every_object_once_then_new_sessions(name):
     p = build_generated_protocol(source, seed=4, rounds=3, frames_per_experience=FRAMES,
                                  test_frames_per_session=TEST_FRAMES)
     assert p.generated and p.root is None
-    assert p.name == f'NIC-{name}-9' and p.total_experiences == 9
+    assert p.name == f'NICv2-style-{name}-9' and p.total_experiences == 9
     assert all(len(exp.lessons) == 1 for exp in p.experiences)
     rounds = [p.lessons()[k:k + OBJECTS] for k in range(0, 9, OBJECTS)]
     for r, lessons in enumerate(rounds):
@@ -121,7 +121,7 @@ def test_command_line_checks_the_source_options(tmp_path, capsys):
 def test_fast_mode_on_a_generated_source(name, tmp_path):
     out = tmp_path / name
     assert run_protocol.main(['--source', name, '--out', str(out), '--seed', '3', *ARGS,
-                              '--quiet']) == 0
+                              '--fast-only', '--quiet']) == 0
     rows, summary = _outputs(out)
     assert [int(r['experience']) for r in rows] == list(range(1, 2 * OBJECTS + 1))
     assert [int(r['classes_seen']) for r in rows] == [1, 2, 3, 3, 3, 3]
@@ -138,7 +138,7 @@ def test_fast_mode_on_a_generated_source(name, tmp_path):
     assert summary['args']['source'] == name
     assert summary['protocol']['source']['name'] == name
     assert summary['protocol']['source']['frame_size'] == list(SIZE)
-    assert summary['protocol']['name'] == f'NIC-{name}-{2 * OBJECTS}'
+    assert summary['protocol']['name'] == f'NICv2-style-{name}-{2 * OBJECTS}'
     assert summary['protocol']['test_sessions'] == list(TEST_SESSIONS)
     assert 0.0 <= summary['final_accuracy'] <= 1.0
     assert summary['final_accuracy'] == pytest.approx(float(rows[-1]['accuracy']), abs=1e-6)
@@ -155,7 +155,7 @@ def test_ros_mode_on_the_hard_stream(tmp_path):
     cmd = [sys.executable, '-m', 'cl_core_ros.tools.run_protocol', '--source', 'hard',
            '--mode', 'ros', '--out', str(out), '--hard-objects', '2', '--experiences', '3',
            '--frames-per-experience', '6', '--test-frames-per-session', '3',
-           '--frame-size', '320x240']
+           '--frame-size', '320x240', '--fast-only']
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows, summary = _outputs(out)

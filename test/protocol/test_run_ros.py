@@ -88,7 +88,7 @@ def test_bags_read_back_with_rosbags(ros_run, core50_small):
 
 def test_bags_can_be_reused(ros_run, core50_small, tmp_path):
     out, rows, _ = ros_run
-    args = [a for a in ARGS if a not in ('--consolidate-every', '3')]
+    args = [a for a in ARGS if a not in ('--consolidate-every', '3')] + ['--fast-only']
     args[args.index('--experiences') + 1] = '2'
     again, summary = _run_cli(core50_small, tmp_path, *args, '--bags', str(out / 'bags'))
     assert summary['run']['bags_dir'] == str(out / 'bags')

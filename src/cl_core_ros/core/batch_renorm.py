@@ -5,11 +5,47 @@ Training normalises with the minibatch statistics corrected by
 both treated as constants (no gradient). The running mean and the running *std* are exponential
 averages with a settable momentum. ``r_max`` grows linearly from 1 to ``r_max_limit`` and ``d_max``
 from 0 to ``d_max_limit`` over ``warmup_steps`` training minibatches. Eval uses running statistics.
+
+While :func:`statistics_frozen` is active (the recomputation of a checkpointed forward pass in
+backward, see :class:`cl_core_ros.core.backbone.NamedStages`), training-mode layers reuse the r
+and d of their last forward and leave the running statistics and the step count alone, so a
+stage computed twice in one step gives the same values and updates the statistics once.
 """
+
+import contextlib
+import threading
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+_FROZEN = threading.local()
+
+
+@contextlib.contextmanager
+def statistics_frozen():
+    """Within the block (this thread), BRN layers do not update their running statistics."""
+    previous = getattr(_FROZEN, 'active', False)
+    _FROZEN.active = True
+    try:
+        yield
+    finally:
+        _FROZEN.active = previous
+
+
+def _recompute_contexts():
+    return contextlib.nullcontext(), statistics_frozen()
+
+
+def checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Return ``module(x)``, keeping only ``x`` for backward and recomputing the rest there.
+
+    Activation checkpointing (Chen et al. 2016, "Training Deep Nets with Sublinear Memory
+    Cost") that is exact for modules holding BRN layers: the recomputation runs under
+    :func:`statistics_frozen`.
+    """
+    return checkpoint(module, x, use_reentrant=False, context_fn=_recompute_contexts)
 
 
 class BatchRenorm2d(nn.Module):
@@ -29,6 +65,7 @@ class BatchRenorm2d(nn.Module):
         self.register_buffer('running_mean', torch.zeros(num_features))
         self.register_buffer('running_std', torch.ones(num_features))
         self.register_buffer('steps', torch.zeros((), dtype=torch.long))
+        self._last_rd: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def from_batchnorm(cls, bn: nn.BatchNorm2d, **kwargs) -> 'BatchRenorm2d':
@@ -63,21 +100,27 @@ class BatchRenorm2d(nn.Module):
 
         With r and d constant, ``(x_hat * r + d) * weight + bias`` equals batch normalisation
         with minibatch statistics, weight ``weight * r`` and bias ``bias + weight * d``; the
-        native batch-norm kernel then gives the same values and gradients, only faster.
+        native batch-norm kernel then gives the same values and gradients, only faster. Under
+        :func:`statistics_frozen` (a recomputation) the r and d of this layer's last training
+        forward are reused, so the recomputed values equal the first ones exactly.
         """
         if not self.training:
             scale = self.weight / self.running_std
             shift = self.bias - self.running_mean * scale
             return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-        r_max, d_max = self.r_max, self.d_max
-        with torch.no_grad():
-            var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
-            std = torch.sqrt(var + self.eps)
-            r = (std / self.running_std).clamp(1.0 / r_max, r_max)
-            d = ((mean - self.running_mean) / self.running_std).clamp(-d_max, d_max)
-            self.running_mean += self.momentum * (mean - self.running_mean)
-            self.running_std += self.momentum * (std - self.running_std)
-            self.steps += 1
+        if getattr(_FROZEN, 'active', False) and self._last_rd is not None:
+            r, d = self._last_rd
+        else:
+            r_max, d_max = self.r_max, self.d_max
+            with torch.no_grad():
+                var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
+                std = torch.sqrt(var + self.eps)
+                r = (std / self.running_std).clamp(1.0 / r_max, r_max)
+                d = ((mean - self.running_mean) / self.running_std).clamp(-d_max, d_max)
+                self.running_mean += self.momentum * (mean - self.running_mean)
+                self.running_std += self.momentum * (std - self.running_std)
+                self.steps += 1
+            self._last_rd = (r, d)
         return F.batch_norm(x, None, None, self.weight * r, self.bias + self.weight * d,
                             training=True, momentum=0.0, eps=self.eps)
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from cl_core_ros.core.batch_renorm import checkpointed
 from cl_core_ros.core.depthwise import conv_depthwise_matmul, is_depthwise, use_matmul
 
 BN_EPS = 1e-3
@@ -91,6 +92,12 @@ class MBConvLite(nn.Module):
         """Expand, depthwise, project, add the input when shapes allow."""
         y = x if self.expand is None else self.expand(x)
         y = self.project(self.depthwise(y))
+        return y + x if self.residual else y
+
+    def forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        """Run :meth:`forward` with each conv unit recomputed in backward (training)."""
+        y = x if self.expand is None else checkpointed(self.expand, x)
+        y = checkpointed(self.project, checkpointed(self.depthwise, y))
         return y + x if self.residual else y
 
 

@@ -1,15 +1,37 @@
 """Label registry: class names <-> integer ids, with validation.
 
-Names are stripped of surrounding white space, must be non-empty, at most ``max_length``
-characters and free of control/format characters (Unicode categories Cc, Cf, Zl, Zp). Names are
-case-sensitive. A forgotten class frees its id; :meth:`LabelRegistry.add` reuses the lowest free
-id (the learner clears every trace of a forgotten class, so the id starts clean).
+Labels are text, not code points: every name that enters (a service request, a rename, a
+stored state of an older version) is brought to one normal form, :func:`normalize_label`:
+Unicode NFC (so "café" typed as one code point and as "e" + combining accent is one label),
+surrounding white space stripped. The normal form is what is stored, compared and returned
+(``list_classes`` shows the label as taught, composed).
+
+Case and width stay significant: "Mug" and "mug", or full-width "ｍｕｇ" and "mug", are different
+labels (NFKC or case folding would also merge texts that differ in meaning, like "²" and "2";
+and the label must come back as it was taught). Teaching a new label that differs from a known
+one only in case or width is allowed, and :meth:`LabelRegistry.similar` names the known one so
+that the caller can say so.
+
+A name must be non-empty, at most ``max_length`` code points (after NFC) and free of
+control/format characters (Unicode categories Cc, Cf, Zl, Zp). A forgotten class frees its id;
+:meth:`LabelRegistry.add` reuses the lowest free id (the learner clears every trace of a
+forgotten class, so the id starts clean).
 """
 
 from collections.abc import Mapping
 import unicodedata
 
 _FORBIDDEN_CATEGORIES = {'Cc', 'Cf', 'Zl', 'Zp'}
+
+
+def normalize_label(name: str) -> str:
+    """Return the normal form of a label: NFC, surrounding white space stripped."""
+    return unicodedata.normalize('NFC', name).strip()
+
+
+def _loose_key(name: str) -> str:
+    """Key under which labels differing only in case or width (NFKC) are alike."""
+    return unicodedata.normalize('NFKC', unicodedata.normalize('NFKC', name).casefold())
 
 
 class LabelRegistry:
@@ -27,13 +49,13 @@ class LabelRegistry:
         return len(self._by_id)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.strip() in self._by_name
+        return isinstance(name, str) and normalize_label(name) in self._by_name
 
     def validate(self, name: object) -> str:
-        """Return the canonical (stripped) name or raise ValueError saying what is wrong."""
+        """Return the normal form (NFC, stripped) or raise ValueError saying what is wrong."""
         if not isinstance(name, str):
             raise ValueError(f'label must be a string, got {type(name).__name__}')
-        clean = name.strip()
+        clean = normalize_label(name)
         if not clean:
             raise ValueError('label must not be empty or only white space')
         if len(clean) > self.max_length:
@@ -54,6 +76,14 @@ class LabelRegistry:
     def get(self, name: str) -> int | None:
         """Return the id of ``name`` or None (the name is validated)."""
         return self._by_name.get(self.validate(name))
+
+    def similar(self, name: str) -> str | None:
+        """Return a known label that differs from ``name`` only in case or width, or None."""
+        clean = self.validate(name)
+        if clean in self._by_name:
+            return None
+        key = _loose_key(clean)
+        return next((known for known in self._by_name if _loose_key(known) == key), None)
 
     def name_of(self, class_id: int) -> str:
         """Return the name of ``class_id``; KeyError if free."""
@@ -109,18 +139,50 @@ class LabelRegistry:
         items = self.items()
         return {'ids': [i for i, _ in items], 'names': [n for _, n in items]}
 
-    def load_state_dict(self, state: Mapping) -> None:
-        """Restore from :meth:`state_dict` output, validating every name."""
+    def load_state_dict(self, state: Mapping) -> list[str]:
+        """Restore from :meth:`state_dict` output, bringing every name to the normal form.
+
+        States stored before labels were normalized may hold two spellings of one text (say
+        "café" composed and decomposed) as two classes. Both are kept (their knowledge differs);
+        the one with the higher id is renamed to "<label> #<id>" so that each can be named.
+
+        Returns:
+            one message per name that was renamed that way (empty for a current state).
+
+        Raises:
+            ValueError: malformed state, an invalid name, or two names that were equal
+                already as stored.
+
+        """
         ids, names = list(state['ids']), list(state['names'])
         if len(ids) != len(names) or len(set(ids)) != len(ids):
             raise ValueError('label state: ids and names do not match')
         if len(ids) > self.max_classes:
             raise ValueError(f'label state has {len(ids)} classes, max_classes is '
                              f'{self.max_classes}')
-        clean = [self.validate(n) for n in names]
-        if len(set(clean)) != len(clean):
+        if len({n.strip() if isinstance(n, str) else n for n in names}) != len(names):
             raise ValueError('label state: duplicate names')
         if any(int(i) < 0 for i in ids):
             raise ValueError('label state: negative id')
-        self._by_id = {int(i): n for i, n in zip(ids, clean)}
-        self._by_name = {n: int(i) for i, n in zip(ids, clean)}
+        by_id, by_name, notes = {}, {}, []
+        for class_id, name in sorted(zip((int(i) for i in ids), names)):
+            clean = self.validate(name)
+            if clean in by_name:
+                renamed = self._distinct(clean, class_id, by_name)
+                notes.append(f'classes {by_name[clean]} and {class_id} were stored as two '
+                             f'spellings of the label {clean!r} ({name!r}); class {class_id} is '
+                             f'now {renamed!r}: rename or forget it')
+                clean = renamed
+            by_id[class_id], by_name[clean] = clean, class_id
+        self._by_id, self._by_name = by_id, by_name
+        return notes
+
+    def _distinct(self, name: str, class_id: int, taken: Mapping[str, int]) -> str:
+        """Return "<name> #<id>" (shortened to fit max_length), unlike every taken name."""
+        n = 0
+        while True:
+            suffix = f' #{class_id}' + (f'.{n}' if n else '')
+            candidate = normalize_label(name[:max(self.max_length - len(suffix), 1)]) + suffix
+            if candidate not in taken:
+                return candidate
+            n += 1

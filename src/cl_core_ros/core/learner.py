@@ -12,7 +12,7 @@ Thread model: ``learn``, ``consolidate``, ``forget``, ``rename``, ``reset`` and
 lock to read the current model snapshot.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 import contextlib
 import copy
 from dataclasses import dataclass, field, replace
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cl_core_ros.core.ar1 import class_counts, train_experience, TrainSettings
-from cl_core_ros.core.backbone import build_backbone
+from cl_core_ros.core.backbone import build_backbone, NamedStages
 from cl_core_ros.core.batch_renorm import set_momentum
 from cl_core_ros.core.config import LearnerConfig
 from cl_core_ros.core.cwr import CWRHead
@@ -135,7 +135,7 @@ class Learner:
             c.backbone, c.resolved_deep_layer, mobilenet_weights=c.mobilenet_weights,
             brn_kwargs={'momentum': c.brn_momentum_first, 'r_max_limit': c.brn_r_max,
                         'd_max_limit': c.brn_d_max, 'warmup_steps': c.brn_warmup_steps},
-            centre_sigma=c.centre_sigma)
+            centre_sigma=c.centre_sigma, surround_weight=c.surround_weight)
         self._lower = inference_copy(self._backbone.lower)  # frozen for good
         self.feature_dim = self._backbone.feature_dim
         self.deep_shape = self._backbone.deep_shape(c.input_size)
@@ -146,6 +146,7 @@ class Learner:
         self._smooth_lock = threading.Lock()
         self._smoother = Smoother(c.smoothing_window)
         self.labels = LabelRegistry(max_classes=c.max_classes, max_length=c.max_label_length)
+        self.load_notes: list[str] = []  # what loading the last state changed (labels)
         self._inference_upper: tuple = (None, None)  # (upper, its frozen inference copy)
         self._init_knowledge()
         # torch imports its compiler stack (~1.5 s) when the first optimiser is built: do it
@@ -384,6 +385,88 @@ class Learner:
                 classes_trained=classes, pending_experiences=len(self._pending),
                 cpu_seconds=time.process_time() - cpu_start)
 
+    def learn_experience(self, lessons: Sequence[tuple[str, Latents]]) -> UpdateReport:
+        """Fast update of one multi-class experience: every lesson is learned jointly.
+
+        ``lessons`` is ``[(label, latents), ...]`` (latents of one label given twice are
+        joined). Unlike one :meth:`learn` per label, the head trains once, on minibatches that
+        mix the frames of all the experience's classes with the replayed ones, and CWR*
+        consolidates every class of the experience together, as the CORe50 batches (NICv2's
+        first batch of 10 objects, NICv2-79's 5 object-sessions) are learned by the reference
+        method. Each label's frames are recorded as pending for :meth:`consolidate`. A single
+        lesson gives what :meth:`learn` gives.
+
+        Returns one report (``class_id``/``label`` of the first lesson, ``is_new_class`` True
+        if any class was new, ``frames_used`` of all lessons). Raises ValueError for no
+        lessons, a bad label, too many classes or latents of another shape; nothing changes
+        then.
+        """
+        grouped: dict[str, list[Latents]] = {}
+        for label, latents in lessons:
+            self._check_latents(latents)
+            grouped.setdefault(self.labels.validate(label), []).append(latents)
+        if not grouped:
+            raise ValueError('lessons: need at least one (label, latents)')
+        c = self.config
+        with self._train_lock, _torch_threads(c.fast_num_threads):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            added: list[str] = []
+            try:
+                ids, pools, deeps, new = [], [], [], []
+                for name, parts in grouped.items():
+                    class_id = self.labels.get(name)
+                    if class_id is None:
+                        class_id = self.labels.add(name)
+                        added.append(name)
+                    latents = Latents.cat(parts)
+                    deep = latents.deep
+                    if deep.dtype != c.replay_dtype:
+                        deep = QuantisedTensor.quantise(deep.dequantise(), c.replay_dtype)
+                    pool = latents.pool if latents.upper_version == self._upper_version \
+                        else self._pool(self._upper, latents.deep.dequantise())
+                    ids.append(class_id)
+                    pools.append(pool)
+                    deeps.append(deep)
+                    new.append(torch.full((len(latents),), class_id, dtype=torch.long))
+                pool, new_y = torch.cat(pools), torch.cat(new)
+                replay, replay_y = self._fast_memory.items()
+                classes = sorted(set(replay_y.tolist()) | set(ids))
+                head = self._head.copy()
+                prototypes = self._prototypes.copy()
+                prototypes.add(pool, new_y)
+                for class_id, class_pool in zip(ids, pools):
+                    prototypes.add_spread(class_id, lesson_spread(class_pool))
+                settings = TrainSettings(
+                    epochs=c.fast_epochs, new_per_batch=c.fast_new_per_batch,
+                    replay_per_batch=c.fast_replay_per_batch, lr=c.fast_lr, head_lr=c.fast_lr,
+                    momentum=c.momentum, weight_decay=c.weight_decay)
+                result = train_experience(
+                    rows=head.initial_rows(classes), classes=classes, new_x=pool, new_y=new_y,
+                    replay_x=replay.get('pool'), replay_y=replay_y, settings=settings,
+                    generator=self._generator, normalise=True,
+                    prior=self._prior(prototypes, classes))
+                head.consolidate(classes, result.rows, class_counts(new_y, replay_y))
+                self._fast_memory.update({'pool': pool}, new_y, self._generator)
+                self._prototypes = prototypes
+            except BaseException:
+                for name in added:
+                    self.labels.remove(name)
+                raise
+            self._head = head
+            self._pending.extend(zip(ids, deeps))
+            self._publish()
+            seconds = time.perf_counter() - start
+            logger.info('learned %d classes jointly (%s; %d new) from %d frames in %.3f s; '
+                        'model version %d', len(ids), ', '.join(grouped), len(added),
+                        len(new_y), seconds, self.model_version)
+            first = next(iter(grouped))
+            return UpdateReport(
+                kind='fast', seconds=seconds, frames_used=len(new_y), replayed=len(replay_y),
+                model_version=self.model_version, class_id=ids[0], label=first,
+                is_new_class=bool(added), steps=result.steps, loss=result.last_loss,
+                classes_trained=classes, pending_experiences=len(self._pending),
+                cpu_seconds=time.process_time() - cpu_start)
+
     def _prior(self, prototypes: PrototypeBank, classes: list[int]) -> torch.Tensor:
         """Return the fixed prototype rows of ``classes`` (see :mod:`core.readout`)."""
         means = prototypes.means()
@@ -417,6 +500,8 @@ class Learner:
             classes = sorted(set(new_y.tolist()) | set(replay_y.tolist()))
             first = self._consolidations == 0
             upper = copy.deepcopy(self._upper)
+            if isinstance(getattr(upper, 'stages', None), NamedStages):
+                upper.stages.recompute = c.deep_recompute
             set_momentum(upper, c.brn_momentum_first if first else c.brn_momentum)
             n_new, n_rep = len(new_y), len(replay_y)
             new_per_batch = max(1, round(c.deep_batch_size * n_new / (n_new + n_rep)))
@@ -546,6 +631,7 @@ class Learner:
         return {'backbone': self.config.backbone, 'input_size': self.config.input_size,
                 'deep_layer': self._backbone.deep_layer, 'feature_dim': self.feature_dim,
                 'deep_shape': list(self.deep_shape), 'centre_sigma': self.config.centre_sigma,
+                'surround_weight': self.config.surround_weight,
                 'lower_fingerprint': self._backbone.fingerprint}
 
     def state_dict(self) -> dict:
@@ -578,9 +664,10 @@ class Learner:
                              f'than this code ({STATE_FORMAT_VERSION})')
         saved, mine = state.get('compat', {}), self._compat()
         for key in ('backbone', 'input_size', 'deep_layer', 'feature_dim', 'deep_shape',
-                    'centre_sigma', 'lower_fingerprint'):
-            # states from before centre-weighted pooling were made with global averages (0)
-            a, b = saved.get(key, 0.0 if key == 'centre_sigma' else None), mine[key]
+                    'centre_sigma', 'surround_weight', 'lower_fingerprint'):
+            # states from before centre-surround pooling were made with global averages (0)
+            a = saved.get(key, 0.0 if key in ('centre_sigma', 'surround_weight') else None)
+            b = mine[key]
             if (list(a) if isinstance(a, list | tuple) else a) != b:
                 what = 'weights below the deep layer' if key == 'lower_fingerprint' else key
                 raise ValueError(f'state: incompatible {what}: saved {a!r}, this learner {b!r} '
@@ -630,7 +717,7 @@ class Learner:
             prototypes = PrototypeBank(self.feature_dim, c.initial_capacity)
             prototypes.load_state_dict(state['prototypes'])
             labels = LabelRegistry(max_classes=c.max_classes, max_length=c.max_label_length)
-            labels.load_state_dict(state['labels'])
+            label_notes = labels.load_state_dict(state['labels'])
             fast = self._load_memory(state['fast_replay'], 'class_balanced',
                                      c.fast_buffer_size, None)
             deep = self._load_memory(state['deep_replay'], c.deep_replay_policy,
@@ -651,6 +738,7 @@ class Learner:
             generator.set_state(state['rng'])
             self._upper, self._head, self._prototypes = upper, head, prototypes
             self.labels.load_state_dict(labels.state_dict())
+            self.load_notes = label_notes
             self._fast_memory, self._deep_memory, self._pending = fast, deep, pending
             self._si, self._generator = si, generator
             self._consolidations = int(state['consolidations'])

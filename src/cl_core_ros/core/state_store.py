@@ -23,6 +23,15 @@ Loading verifies sizes and checksums against the manifest and parses only data f
 (safetensors, strict JSON), so a state directory from someone else cannot execute code. A damaged
 version is reported (which version, which file, why) and skipped for the previous one.
 
+Filesystems: :meth:`StateStore.probe` (the learner calls it at start, before any lesson) does
+every step of a commit once and refuses a directory that cannot store lessons, naming the
+filesystem. Behaviours that differ from a local disk are handled by a policy per failure (see
+:mod:`cl_core_ros.core.filesystems`): the lock file is opened read-write (NFS), ``lockf`` or an
+in-process lock where there are no ``flock`` locks, directory fsync EINVAL tolerated (CIFS,
+9p), CURRENT replaced by unlink + rename where a rename over a file is refused, EXDEV renames
+of old versions (overlayfs) removed in place. Each weaker guarantee is logged once and listed
+by :meth:`StateStore.filesystem_report`.
+
 Model compatibility: a store built with a ``model_signature`` never loads a version whose manifest
 records a different one. :meth:`StateStore.load_latest` skips such versions with a problem message
 naming each differing field, and falls back to the newest compatible valid version; if no
@@ -50,6 +59,7 @@ import threading
 import time
 from typing import Any
 
+from cl_core_ros.core.filesystems import family_note, mount_of
 from cl_core_ros.core.state_codec import (
     CodecLimits,
     decode_state,
@@ -209,6 +219,47 @@ class VerifyReport:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class FilesystemReport:
+    """What the state store can promise on its directory's filesystem (:meth:`StateStore.probe`).
+
+    Attributes:
+        path: the state directory.
+        fs_type: the filesystem type ('ext4', 'nfs4', 'cifs', 'fuse.sshfs'...; 'unknown').
+        family: its family (see :mod:`cl_core_ros.core.filesystems`).
+        mount: a description of the mount (type, source, mount point), '' if unknown.
+        locking: 'flock', 'lockf' (POSIX record locks) or 'process' (writers are serialized
+            in this process only: another process must not write the same directory).
+        directory_sync: whether fsync of a directory works (False: the server or host makes
+            renames durable, not this client).
+        atomic_replace: whether CURRENT is replaced by one atomic rename (False: unlink, then
+            rename; a crash in between loads the newest valid version, the same one).
+        weaker: one message per guarantee that is weaker than on a local disk; empty = full.
+
+    """
+
+    path: Path
+    fs_type: str
+    family: str
+    mount: str
+    locking: str
+    directory_sync: bool
+    atomic_replace: bool
+    weaker: tuple[str, ...]
+
+    @property
+    def guarantee(self) -> str:
+        """'full' or 'weaker'."""
+        return 'weaker' if self.weaker else 'full'
+
+    def summary(self) -> str:
+        """One line for logs and diagnostics."""
+        text = f'state directory {self.path} on {self.mount or self.fs_type}: '
+        if not self.weaker:
+            return text + 'full durability guarantee'
+        return text + 'weaker guarantee: ' + '; '.join(self.weaker)
+
+
 class _InvalidVersionError(Exception):
     def __init__(self, number: int, file: str, reason: str,
                  manifest: dict[str, Any] | None = None) -> None:
@@ -248,6 +299,19 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# Directory fsync refused as unsupported (CIFS, 9p/drvfs, some FUSE): tolerated, diagnosed.
+_DIR_SYNC_UNSUPPORTED = frozenset((errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS))
+# flock(2) refused because the filesystem has no (working) locks (NFS without lockd, FUSE).
+_NO_LOCKS = frozenset((errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS,
+                       errno.EINVAL))
+# rename(2) over an existing file refused by some SMB servers.
+_NO_REPLACE = frozenset((errno.EEXIST, errno.EACCES, errno.EPERM, errno.EBUSY, errno.ENOTSUP,
+                         errno.EOPNOTSUPP))
+# Not writable at all: the learner refuses to start.
+_NOT_WRITABLE = frozenset((errno.EROFS, errno.EACCES, errno.EPERM))
+_NFS_SILLY_PREFIX = '.nfs'  # an NFS client renames a removed file that is still open
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -409,6 +473,11 @@ class StateStore:
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._lock_depth = 0
+        self._locking = 'flock'         # 'flock', 'lockf' or 'process' (see FilesystemReport)
+        self._flock_reason = ''
+        self._directory_sync = True
+        self._atomic_replace = True
+        self._weakened: dict[str, str] = {}  # what made the guarantee weaker, by topic
         if not self.root.is_dir():
             try:
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -417,6 +486,7 @@ class StateStore:
                 raise StateStoreError(
                     f'cannot create the state directory {self.root}: {_os_reason(error)}',
                     path=self.root, os_error=error) from error
+        self._mount = mount_of(self.root)
 
     # ------------------------------------------------------------------ public API
 
@@ -633,6 +703,84 @@ class StateStore:
         """Return the version CURRENT names (None if absent or unreadable)."""
         return self._read_current()[0]
 
+    def probe(self) -> FilesystemReport:
+        """Check that commits work in the state directory, before any lesson depends on it.
+
+        Does, on a small probe under the directory (removed afterwards, or by the next load or
+        commit after a crash), every operation a commit does: lock, create a directory, write
+        and fsync files, fsync a directory, rename a file over another and a directory, fsync
+        the state directory. Operations a filesystem refuses in a known way are handled by the
+        policy of :mod:`cl_core_ros.core.filesystems` and reported in ``weaker``.
+
+        Raises:
+            StateStoreError: the directory cannot store lessons (read-only mount, no write
+                permission, full disk or quota, no lock): the message names the filesystem,
+                the mount, the step and the OS reason.
+
+        """
+        where = self._mount_description() or 'a filesystem of unknown type'
+        probe_dir = self.root / f'{_TMP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}'
+        step = 'lock the state directory'
+        try:
+            with self._locked(required=True):
+                step = 'create a directory'
+                os.mkdir(probe_dir, 0o700)
+                step = 'write and fsync a file'
+                _write_file(probe_dir / 'a', b'probe\n')
+                _write_file(probe_dir / 'b', b'probe\n')
+                step = 'fsync a directory'
+                self._sync_dir(probe_dir)
+                step = 'rename a file over an existing one'
+                self._replace(probe_dir / 'b', probe_dir / 'a')
+                step = 'rename a directory'
+                renamed = probe_dir.with_name(f'{probe_dir.name}-renamed')
+                os.rename(probe_dir, renamed)
+                probe_dir = renamed
+                step = 'fsync the state directory'
+                self._sync_dir(self.root)
+                step = 'remove the probe'
+                shutil.rmtree(probe_dir)
+        except (OSError, StateStoreError) as error:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(probe_dir)
+            os_error = error if isinstance(error, OSError) else error.__cause__
+            if not isinstance(os_error, OSError):
+                os_error = None
+            code = error.errno
+            reason = _os_reason(error) if isinstance(error, OSError) else str(error)
+            hint = {
+                errno.EROFS: 'the filesystem is mounted read-only',
+                errno.EACCES: 'this user may not write there',
+                errno.EPERM: 'this user may not write there',
+                errno.ENOSPC: 'the filesystem is full',
+                errno.EDQUOT: 'the disk quota is used up',
+            }.get(code, 'see the reason')
+            raise StateStoreError(
+                f'the state directory {self.root} on {where} cannot store lessons: could not '
+                f'{step}: {reason} ({hint}). Choose a writable state_dir (see "Where the state '
+                'may live" in the README).', path=self.root, os_error=os_error) from error
+        report = self.filesystem_report()
+        log = _LOG.warning if report.weaker else _LOG.info
+        log('%s', report.summary())
+        return report
+
+    def filesystem_report(self) -> FilesystemReport:
+        """Return what is known of the filesystem's guarantees (complete after :meth:`probe`)."""
+        mount = self._mount
+        weaker = []
+        if mount is not None and family_note(mount.family):
+            weaker.append(f'{mount.fs_type}: {family_note(mount.family)}')
+        weaker += self._weakened.values()
+        return FilesystemReport(
+            path=self.root, fs_type=mount.fs_type if mount else 'unknown',
+            family=mount.family if mount else 'unknown', mount=self._mount_description(),
+            locking=self._locking, directory_sync=self._directory_sync,
+            atomic_replace=self._atomic_replace, weaker=tuple(weaker))
+
+    def _mount_description(self) -> str:
+        mount = self._mount
+        return mount.describe() if mount is not None else ''
+
     # ------------------------------------------------------------------ internals
 
     @contextlib.contextmanager
@@ -647,20 +795,52 @@ class StateStore:
             finally:
                 self._lock_depth -= 1
                 if self._lock_depth == 0 and self._lock_fd is not None:
-                    os.close(self._lock_fd)
+                    if self._lock_fd >= 0:
+                        os.close(self._lock_fd)
                     self._lock_fd = None
 
     def _acquire_flock(self, *, required: bool) -> int | None:
+        """Lock the directory; return the lock's descriptor, or None where it is not locked.
+
+        The lock file is opened read-write (NFS refuses ``flock(LOCK_EX)`` on a read-only
+        descriptor with EBADF); read-only only where the directory cannot be written, which is
+        enough for the readers that ask with ``required=False``. Where the filesystem has no
+        locks (ENOLCK, EOPNOTSUPP...), POSIX ``lockf`` is tried, then writers are serialized in
+        this process only (diagnosed as a weaker guarantee). The returned descriptor may be
+        ``-1``: locked in this process only.
+        """
         path = self.root / LOCK_FILE
         fd = None
         try:
             try:
-                # Read-only is enough for flock(2), and works on a read-only directory.
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except FileNotFoundError:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            return fd
+            except OSError as error:
+                if error.errno not in _NOT_WRITABLE or not os.path.exists(path):
+                    raise
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if self._locking == 'flock':
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    return fd
+                except OSError as error:
+                    if error.errno not in _NO_LOCKS:
+                        raise
+                    self._locking = 'lockf'
+                    self._flock_reason = _os_reason(error)
+            if self._locking == 'lockf':
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX)
+                    return fd
+                except OSError as error:
+                    if error.errno not in _NO_LOCKS and error.errno != errno.EBADF:
+                        raise
+                    self._locking = 'process'
+                    self._weaken('locking', 'the filesystem has no file locks (flock: '
+                                 f'{self._flock_reason}; lockf: {_os_reason(error)}): '
+                                 'writers are serialized in this process only, so no other '
+                                 'process may write this directory at the same time')
+            os.close(fd)
+            return -1
         except OSError as error:
             if fd is not None:
                 os.close(fd)
@@ -717,12 +897,18 @@ class StateStore:
             if path.is_dir() and not path.is_symlink():
                 if not path.name.startswith(_TRASH_PREFIX):
                     trash = self.root / f'{_TRASH_PREFIX}{path.name}-{secrets.token_hex(4)}'
-                    os.rename(path, trash)
-                    path = trash
+                    try:
+                        os.rename(path, trash)
+                        path = trash
+                    except OSError as error:
+                        # overlayfs cannot rename a directory of a lower layer (EXDEV): remove
+                        # it in place; a half-removed old version is invalid and skipped.
+                        if error.errno != errno.EXDEV:
+                            raise
                 shutil.rmtree(path)
             else:
                 os.unlink(path)
-            _fsync_dir(self.root)
+            self._sync_dir(self.root)
         except OSError as error:
             return f'could not remove {description} {path}: {_os_reason(error)}'
         return f'removed {description} {name}'
@@ -760,7 +946,8 @@ class StateStore:
             info = os.lstat(path)
             if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
                 raise _InvalidVersionError(number, '', 'not a directory (or a symbolic link)')
-            entries = set(os.listdir(path))
+            entries = {name for name in os.listdir(path)
+                       if not name.startswith(_NFS_SILLY_PREFIX)}
         except OSError as error:
             reason = f'cannot be read: {_os_reason(error)}'
             raise _InvalidVersionError(number, '', reason) from None
@@ -870,14 +1057,14 @@ class StateStore:
                 step, where = f'write {file}', temporary / file
                 _write_file(where, data)
             step, where = 'sync the version directory', temporary
-            _fsync_dir(temporary)
+            self._sync_dir(temporary)
             step, where = f'publish {name}', final
             if os.path.lexists(final):
                 raise FileExistsError(errno.EEXIST, 'a version of that name already exists')
             os.rename(temporary, final)
             published = True
             step, where = 'sync the state directory', self.root
-            _fsync_dir(self.root)
+            self._sync_dir(self.root)
             step, where = f'update {CURRENT_FILE}', self.root / CURRENT_FILE
             self._write_current(number)
         except BaseException as error:
@@ -900,12 +1087,55 @@ class StateStore:
         temporary = self.root / f'{_CURRENT_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}'
         try:
             _write_file(temporary, f'{version_name(number)}\n'.encode('ascii'))
-            os.replace(temporary, self.root / CURRENT_FILE)
+            self._replace(temporary, self.root / CURRENT_FILE)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-        _fsync_dir(self.root)
+        self._sync_dir(self.root)
+
+    def _replace(self, source: Path, target: Path) -> None:
+        """Rename ``source`` over ``target``; unlink then rename where a server refuses that.
+
+        Safe for CURRENT: the new version is durable before CURRENT changes, and a load that
+        finds no CURRENT takes the newest valid version, which is that one.
+        """
+        try:
+            os.replace(source, target)
+            return
+        except OSError as error:
+            if error.errno not in _NO_REPLACE or not os.path.lexists(target):
+                raise
+            first = error
+        try:
+            os.unlink(target)
+        except OSError:
+            raise first from None
+        os.rename(source, target)
+        if self._atomic_replace:
+            self._atomic_replace = False
+            self._weaken('replace', f'rename over an existing file is refused '
+                                    f'({_os_reason(first)}): {CURRENT_FILE} is replaced by '
+                                    'unlink and rename (a crash in between loads the newest '
+                                    'valid version)')
+
+    def _sync_dir(self, path: Path) -> None:
+        """Fsync a directory; where the filesystem refuses that (CIFS, 9p), note and go on."""
+        try:
+            _fsync_dir(path)
+        except OSError as error:
+            if error.errno not in _DIR_SYNC_UNSUPPORTED:
+                raise
+            if self._directory_sync:
+                self._directory_sync = False
+                self._weaken('directory_sync', f'fsync of a directory is not supported '
+                             f'({_os_reason(error)}): a rename is durable once the server or '
+                             'host has written it, not when the call returns')
+
+    def _weaken(self, topic: str, message: str) -> None:
+        if topic not in self._weakened:
+            self._weakened[topic] = message
+            _LOG.warning('state store %s: weaker guarantee: %s', self.root, message)
 
     def _undo_commit(self, temporary: Path, published: Path | None, number: int,
                      previous: int | None) -> None:
@@ -914,7 +1144,8 @@ class StateStore:
             shutil.rmtree(temporary)
         if published is None:
             return
-        if self._read_current()[0] == number:
+        now = self._read_current()[0]
+        if now == number or (now is None and previous is not None):  # None: unlink+rename
             try:
                 if previous is None:
                     os.unlink(self.root / CURRENT_FILE)

@@ -9,6 +9,10 @@ services promise:
   second), so learning can start the moment gathering ends;
 - ``start_learning()`` runs the fast update and returns only after the new state is durably
   committed; if the commit fails, the in-memory model goes back to the stored version;
+- ``label(name, n, add_to_batch=True)`` while gathering keeps the frames gathered so far and
+  gathers another label into the same lesson: ``start_learning()`` then learns every label of
+  the batch jointly, as one multi-class experience
+  (:meth:`~cl_core_ros.core.learner.Learner.learn_experience`);
 - ``consolidate()`` runs the deep update; a lesson arriving meanwhile interrupts it (teaching has
   priority) and it is retried later;
 - ``forget``, ``rename``, ``reset``, ``rollback``, ``save`` are committed the same way.
@@ -28,8 +32,9 @@ import time
 import numpy as np
 import torch
 
+from cl_core_ros.core.labels import normalize_label
 from cl_core_ros.core.learner import Latents, Learner
-from cl_core_ros.core.state_store import StateStore, StateStoreError
+from cl_core_ros.core.state_store import FilesystemReport, StateStore, StateStoreError
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +122,14 @@ class Teacher:
         self._closing = False
         self._phase = Phase.IDLE
         self._gathering: _Gathering | None = None
+        self._batch: list[_Gathering] = []  # earlier labels of a multi-label lesson
         self._state_version = 0
         self._last_training = 0.0
         self._last_consolidation = 0.0
         self._last_consolidation_time: float | None = None
         self.load_problems: list[str] = []
+        # Before anything is gathered: a directory that cannot store lessons stops the start.
+        self.filesystem: FilesystemReport = store.probe()
         self._load_stored()
 
     # ----- state on disk -------------------------------------------------------------------
@@ -133,6 +141,9 @@ class Teacher:
             log.warning('state: %s', problem)
         if result.info is not None:
             self.learner.load_state_dict(result.state)
+            for note in self.learner.load_notes:
+                log.warning('state: %s', note)
+            self.load_problems += self.learner.load_notes
             self._state_version = result.info.version
             log.info('state: loaded version %d (%d classes)', result.info.version,
                      len(self.learner.labels))
@@ -165,8 +176,14 @@ class Teacher:
             self.learner.reset()
 
     # ----- teaching ---------------------------------------------------------------------------
-    def label(self, name: str, num_frames: int = 0) -> Outcome:
-        """Start gathering frames of ``name`` (a new or a known class)."""
+    def label(self, name: str, num_frames: int = 0, add_to_batch: bool = False) -> Outcome:
+        """Start gathering frames of ``name`` (a new or a known class).
+
+        With ``add_to_batch`` while a label is being gathered, that label's frames are kept
+        (at least ``min_frames`` needed) and ``name`` is gathered next into the same lesson;
+        ``start_learning`` learns them all jointly. Without it, labelling while gathering is
+        refused.
+        """
         n = num_frames or self.default_frames
         if not 1 <= n <= self.max_frames:
             return Outcome(False, f'num_frames must be in 1..{self.max_frames}, got {n}')
@@ -175,25 +192,47 @@ class Teacher:
         except ValueError as exc:
             return Outcome(False, f'invalid label: {exc}')
         with self._lock:
+            batch: list[_Gathering] = []
             if self._phase == Phase.GATHERING:
                 g = self._gathering
-                return Outcome(False, f"already gathering '{g.label}' ({len(g.latents)}/"
-                                      f'{g.target}); call start_learning first')
+                if not add_to_batch:
+                    return Outcome(False, f"already gathering '{g.label}' ({len(g.latents)}/"
+                                          f'{g.target}); call start_learning first (or '
+                                          'label with add_to_batch to learn both together)')
+                if len(g.latents) < self.min_frames:
+                    return Outcome(False, f"only {len(g.latents)} frames of '{g.label}' "
+                                          f'gathered so far (at least {self.min_frames} needed '
+                                          'before the next label of the batch)')
+                batch = [*self._batch, g]
             if self._phase == Phase.LEARNING:
                 return Outcome(False, 'busy learning the previous lesson; try again')
             known = self.learner.labels.get(clean)
-            if known is None and len(self.learner.labels) >= self.learner.config.max_classes:
+            in_batch = next((b for b in batch if b.label == clean), None)
+            new_in_batch = {b.label for b in batch if b.is_new}
+            if known is None and in_batch is None and len(self.learner.labels) + len(
+                    new_in_batch) >= self.learner.config.max_classes:
                 return Outcome(False, f'the model already knows the maximum of '
                                       f'{self.learner.config.max_classes} classes')
-            taken = {cid for cid, _ in self.learner.labels.items()}
-            class_id = known if known is not None else min(
-                i for i in range(len(taken) + 1) if i not in taken)
+            taken = {cid for cid, _ in self.learner.labels.items()} | {
+                b.class_id for b in batch if b.is_new}
+            if known is not None:
+                class_id = known
+            elif in_batch is not None:
+                class_id = in_batch.class_id
+            else:
+                class_id = min(i for i in range(len(taken) + 1) if i not in taken)
+            self._batch = batch
             self._gathering = _Gathering(clean, n, class_id, known is None)
             if self._phase == Phase.CONSOLIDATING:
                 self._stop_consolidation.set()
             self._phase = Phase.GATHERING
         kind = 'new class' if known is None else 'known class'
-        return Outcome(True, f"gathering {n} frames of '{clean}' ({kind} {class_id})",
+        similar = self.learner.labels.similar(clean) if known is None else None
+        note = (f"; note: the known label '{similar}' differs only in case or width"
+                if similar else '')
+        joined = f' (label {len(batch) + 1} of one lesson)' if batch else ''
+        return Outcome(True, f"gathering {n} frames of '{clean}' ({kind} {class_id}){joined}"
+                       f"{note}",
                        {'class_id': class_id, 'is_new_class': known is None})
 
     def wants_frame(self, now: float | None = None) -> bool:
@@ -238,8 +277,9 @@ class Teacher:
         with self._lock:
             if self._gathering is None:
                 return Outcome(False, 'not gathering')
-            label = self._gathering.label
+            label = ', '.join(b.label for b in [*self._batch, self._gathering])
             self._gathering = None
+            self._batch = []
             self._phase = Phase.IDLE
         log.warning("gathering of '%s' cancelled: %s", label, reason)
         return Outcome(True, f"gathering of '{label}' cancelled: {reason}")
@@ -263,26 +303,33 @@ class Teacher:
                                       f'so far (at least {self.min_frames} needed): is the '
                                       f'camera publishing?')
             self._phase = Phase.LEARNING
+            lessons = [*self._batch, g]
             self._gathering = None
+            self._batch = []
             self._stop_consolidation.set()
+        labels = ', '.join(dict.fromkeys(b.label for b in lessons))
         try:
             with self._work:
                 self._stop_consolidation.clear()
-                report = self.learner.learn(g.label, Latents.cat(g.latents))
-                failed = self._commit(f"learn '{g.label}' ({report.frames_used} frames)")
+                if len(lessons) == 1:
+                    report = self.learner.learn(g.label, Latents.cat(g.latents))
+                else:
+                    report = self.learner.learn_experience(
+                        [(b.label, Latents.cat(b.latents)) for b in lessons])
+                failed = self._commit(f"learn '{labels}' ({report.frames_used} frames)")
                 if failed:
                     return failed
                 self._last_training = report.seconds
         except (ValueError, RuntimeError) as exc:
-            log.error("learning '%s' failed: %s", g.label, exc)
+            log.error("learning '%s' failed: %s", labels, exc)
             self._restore_stored()
-            return Outcome(False, f"learning '{g.label}' failed: {exc}")
+            return Outcome(False, f"learning '{labels}' failed: {exc}")
         finally:
             with self._lock:
                 self._phase = Phase.IDLE
-        return Outcome(True, f"learned '{g.label}' from {report.frames_used} frames in "
+        return Outcome(True, f"learned '{labels}' from {report.frames_used} frames in "
                              f'{report.seconds:.3f} s', {
-                                 'label': g.label, 'frames_used': report.frames_used,
+                                 'label': labels, 'frames_used': report.frames_used,
                                  'training_seconds': report.seconds,
                                  'model_version': self.learner.model_version,
                                  'state_version': self._state_version})
@@ -347,17 +394,18 @@ class Teacher:
 
     def forget(self, name: str) -> Outcome:
         """Forget a class (head row masked, CWR* state cleared, replay purged)."""
-        return self._change(f"forget '{name}'", lambda: self.learner.forget(name))
+        return self._change(f"forget '{_shown(name)}'", lambda: self.learner.forget(name))
 
     def rename(self, name: str, new_name: str) -> Outcome:
         """Rename a class."""
-        return self._change(f"rename '{name}' to '{new_name}'",
+        return self._change(f"rename '{_shown(name)}' to '{_shown(new_name)}'",
                             lambda: self.learner.rename(name, new_name))
 
     def reset(self) -> Outcome:
         """Forget everything (stored as a new version: a rollback can undo it)."""
         with self._lock:
             self._gathering = None
+            self._batch = []
             if self._phase == Phase.GATHERING:
                 self._phase = Phase.IDLE
         return self._change('reset', self.learner.reset)
@@ -438,3 +486,8 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
         return exc.args[0]
     return str(exc)
+
+
+def _shown(name) -> str:
+    """Return a label as messages show it: its normal form (anything else as it came)."""
+    return normalize_label(name) if isinstance(name, str) else str(name)

@@ -98,8 +98,12 @@ class GeneratedSource:
 
     @property
     def protocol_name(self) -> str:
-        """Name of the protocols built on this source, e.g. ``NIC-hard``."""
-        return f'NIC-{self.name}'
+        """Name of the protocols built on this source, e.g. ``NICv2-style-hard``.
+
+        Their stream is not the official NICv2 structure (every object taught alone in round
+        one, no multi-object first batch): "NICv2-style" says so wherever it is reported.
+        """
+        return f'NICv2-style-{self.name}'
 
     @property
     def test_sessions(self) -> tuple[int, ...]:
@@ -252,3 +256,61 @@ def make_source(name: str, n_objects: int = 8, *, seed: int = 0,
     if name not in makers:
         raise SourceError(f'source must be one of {SOURCES}, got {name!r}')
     return makers[name](n_objects, seed=seed, frame_size=frame_size)
+
+
+# --- a source laid out as CORe50 --------------------------------------------------------------
+
+# CORe50's 11 sessions: the training ones take the source's training sessions 1..8 in order,
+# the test sessions s3, s7, s10 its test sessions (backgrounds no training session uses).
+CORE50_TRAIN_SESSIONS = (1, 2, 4, 5, 6, 8, 9, 11)
+CORE50_TEST_SESSIONS = (3, 7, 10)
+
+
+def core50_object_ids(n_objects: int) -> list[int]:
+    """Return the CORe50 ids that a source's objects 1..N take: o1, o6, ..., o46, o2, o7, ...
+
+    The first ten land in ten different categories (CORe50's category is ``(id - 1) // 5``),
+    so a NICv2 first batch (one object per category) finds ten objects in s1.
+    """
+    if not 1 <= n_objects <= MAX_OBJECTS:
+        raise SourceError(f'1..{MAX_OBJECTS} objects, got {n_objects}')
+    return [1 + 5 * (k % 10) + k // 10 for k in range(n_objects)]
+
+
+def write_core50_layout(source: GeneratedSource, root, *, frames: int = 20,
+                        size: int = 128) -> dict[int, int]:
+    """Render every object of ``source`` in 11 sessions into ``root/core50_{size}x{size}``.
+
+    Files are named and placed as CORe50's (``sS/oO/C_SS_OO_FFF.png``, frames from 000);
+    source object ``k`` becomes CORe50 object :func:`core50_object_ids` ``[k - 1]``; CORe50
+    training session ``CORE50_TRAIN_SESSIONS[i]`` is the source's training session ``i + 1``,
+    test session ``CORE50_TEST_SESSIONS[i]`` its test session ``i``. The source must render
+    square frames of ``size``. Returns {CORe50 object id: source object id}.
+    """
+    from pathlib import Path
+
+    import cv2
+
+    from cl_core_ros.data.core50 import frame_file_name, LAYOUT_DIRS
+
+    if size not in LAYOUT_DIRS:
+        raise SourceError(f'size must be one of {sorted(LAYOUT_DIRS)}, got {size!r}')
+    if source.frame_size != (size, size):
+        raise SourceError(f'the source renders {source.frame_size}, the layout needs '
+                          f'{size}x{size}')
+    if not 1 <= frames <= 1000:
+        raise SourceError(f'frames must be in 1..1000, got {frames}')
+    layout = Path(root) / LAYOUT_DIRS[size]
+    ids = dict(zip(core50_object_ids(len(source.objects)), source.objects))
+    sessions = {**{s: k + 1 for k, s in enumerate(CORE50_TRAIN_SESSIONS)},
+                **{s: TEST_SESSIONS[k] for k, s in enumerate(CORE50_TEST_SESSIONS)}}
+    for session, source_session in sorted(sessions.items()):
+        for obj, source_obj in sorted(ids.items()):
+            folder = layout / f's{session}' / f'o{obj}'
+            folder.mkdir(parents=True, exist_ok=True)
+            images = source.render(source_obj, source_session, 0, frames)
+            for frame, image in enumerate(images):
+                path = folder / frame_file_name(session, obj, frame)
+                if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                    raise OSError(f'cannot write {path}')
+    return ids

@@ -13,7 +13,7 @@ exclusive group (concurrent clients are served one at a time), consolidation in 
 that predictions and status keep flowing while it runs.
 """
 
-from collections import deque
+from collections import Counter, deque
 import logging
 import math
 import threading
@@ -22,6 +22,7 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, ShutdownException
 from rclpy.node import Node
 from rclpy.qos import (
@@ -39,8 +40,10 @@ from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.state_store import default_state_dir, StateStore
 from cl_core_ros.core.teacher import Phase, Teacher
 from cl_core_ros.msg import LearnerStatus, Prediction
+from cl_core_ros.nodes.callback_guard import CallbackGuard
 from cl_core_ros.nodes.frame_inbox import FrameInbox
 from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
+from cl_core_ros.nodes.label_drawing import draw_prediction
 from cl_core_ros.nodes.params import declare, on_set, Param, ParameterError
 from cl_core_ros.nodes.runtime import set_timer_period, spin_nodes
 from cl_core_ros.srv import (
@@ -67,6 +70,10 @@ PARAMS = [
     Param('centre_sigma', 0.18, 'Centre-weighted pooling of the last feature map (Gaussian '
           'width, fraction of its side); 0 = global average pooling (states stored before '
           'this parameter existed were made with 0).', min=0.0, max=10.0, fixed=MODEL),
+    Param('surround_weight', 1.0, 'Share of the border ring of the last feature map '
+          'subtracted from the centre-weighted feature (centre-surround pooling); 0 = none '
+          '(states stored before this parameter existed were made with 0).', min=0.0, max=4.0,
+          fixed=MODEL),
     Param('state_dir', '', 'Directory of the durable learner state; empty = '
           '$ROS_HOME/cl_core_ros/state.', fixed='the state store is opened at start-up'),
     Param('state_keep', 5, 'Stored versions to keep (for rollback); older ones are removed at '
@@ -140,6 +147,7 @@ def config_from_params(p: dict) -> LearnerConfig:
     """Map node parameters onto the core's LearnerConfig (validated there)."""
     cfg = LearnerConfig(
         backbone=p['backbone'], input_size=p['input_size'], centre_sigma=p['centre_sigma'],
+        surround_weight=p['surround_weight'],
         mobilenet_weights=p['mobilenet_weights'] or None, max_classes=p['max_classes'],
         top_k=p['inference.top_k'], smoothing_window=p['inference.smoothing_window'],
         unknown_threshold=p['inference.unknown_threshold'],
@@ -181,6 +189,8 @@ class LearnerNode(Node):
         self._pred_times: deque[float] = deque(maxlen=200)
         self._in_times: deque[float] = deque(maxlen=200)
         self.dropped = 0
+        self.dropped_reasons: Counter[str] = Counter()
+        self.guard = CallbackGuard(self.get_logger())
         self._last_status = None
 
         services = MutuallyExclusiveCallbackGroup()
@@ -191,20 +201,29 @@ class LearnerNode(Node):
         self._annotated_pub = self.create_publisher(Image, '~/annotated_image',
                                                     qos_profile_sensor_data)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
-        srv = self.create_service
-        srv(LabelObject, '~/label_object', self._label_object, callback_group=services)
-        srv(StartLearning, '~/start_learning', self._start_learning, callback_group=services)
-        srv(ListClasses, '~/list_classes', self._list_classes, callback_group=services)
-        srv(ForgetClass, '~/forget_class', self._forget_class, callback_group=services)
-        srv(RenameClass, '~/rename_class', self._rename_class, callback_group=services)
-        srv(Rollback, '~/rollback', self._rollback, callback_group=services)
-        srv(Trigger, '~/save_state', self._save_state, callback_group=services)
-        srv(Trigger, '~/reset', self._reset, callback_group=services)
-        srv(Consolidate, '~/consolidate', self._consolidate, callback_group=consolidation)
-        self.create_timer(0.2, self._publish_status, callback_group=timers)
-        self._diag_timer = self.create_timer(p['diagnostics_period'], self._publish_diagnostics,
-                                             callback_group=timers)
-        self._inbox = FrameInbox(self, 'frames', self._on_frame)
+        guard = self.guard
+
+        def srv(srv_type, name, callback, group=services):
+            self.create_service(srv_type, name, guard.service(name.lstrip('~/'), callback),
+                                callback_group=group)
+        srv(LabelObject, '~/label_object', self._label_object)
+        srv(StartLearning, '~/start_learning', self._start_learning)
+        srv(ListClasses, '~/list_classes', self._list_classes)
+        srv(ForgetClass, '~/forget_class', self._forget_class)
+        srv(RenameClass, '~/rename_class', self._rename_class)
+        srv(Rollback, '~/rollback', self._rollback)
+        srv(Trigger, '~/save_state', self._save_state)
+        srv(Trigger, '~/reset', self._reset)
+        srv(Consolidate, '~/consolidate', self._consolidate, consolidation)
+        # Steady clock: with use_sim_time, status and diagnostics go on when /clock stops or
+        # jumps back (the consolidation node relies on "consolidating" coming within 0.2 s).
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(0.2, guard.timer('status', self._publish_status),
+                          callback_group=timers, clock=steady)
+        self._diag_timer = self.create_timer(
+            p['diagnostics_period'], guard.timer('diagnostics', self._publish_diagnostics),
+            callback_group=timers, clock=steady)
+        self._inbox = FrameInbox(self, 'frames', guard.subscription('frames', self._on_frame))
         self._worker = threading.Thread(target=self._inference_loop, name='inference',
                                         daemon=True)
         self._worker.start()
@@ -243,6 +262,7 @@ class LearnerNode(Node):
             rgb = image_to_rgb(msg, max_pixels=self._p['max_pixels'])
         except FrameError as exc:
             self.dropped += 1
+            self.dropped_reasons[exc.reason] += 1
             self.get_logger().warning(f'dropped frame: {exc}', throttle_duration_sec=5.0)
             return
         self._latest = (rgb, msg.header, now)
@@ -276,8 +296,7 @@ class LearnerNode(Node):
                 except (ExternalShutdownException, ShutdownException):
                     raise
                 except Exception as exc:  # noqa: BLE001 - the node must survive any frame
-                    self.get_logger().error(f'inference failed: {exc!r}',
-                                            throttle_duration_sec=5.0)
+                    self.guard.record('inference', exc)
         except (ExternalShutdownException, ShutdownException):
             pass  # rclpy is shutting down (Ctrl-C): nothing more to take
         finally:
@@ -306,7 +325,7 @@ class LearnerNode(Node):
 
     # ----- services ---------------------------------------------------------------------------
     def _label_object(self, req, resp):
-        out = self.teacher.label(req.label, int(req.num_frames))
+        out = self.teacher.label(req.label, int(req.num_frames), bool(req.add_to_batch))
         resp.success, resp.message = out.success, out.message
         resp.class_id = int(out.details.get('class_id', -1))
         resp.is_new_class = bool(out.details.get('is_new_class', False))
@@ -399,8 +418,8 @@ class LearnerNode(Node):
         s = self.teacher.status()
         lat = sorted(self._latencies)
         p50 = lat[len(lat) // 2] * 1000 if lat else math.nan
-        since = (time.time() - s.last_consolidation_time if s.last_consolidation_time
-                 else math.nan)
+        since = (max(time.time() - s.last_consolidation_time, 0.0)
+                 if s.last_consolidation_time else math.nan)
         values = {
             'input_rate_hz': _rate(self._in_times), 'inference_rate_hz': _rate(self._pred_times),
             'latency_p50_ms': p50, 'replay_fill': s.replay_fill,
@@ -408,13 +427,25 @@ class LearnerNode(Node):
             'model_version': s.model_version, 'state_version': s.state_version,
             'pending_experiences': s.pending_experiences, 'dropped_frames': self.dropped,
             'seconds_since_consolidation': since, 'state': s.phase.name.lower(),
+            **{f'dropped.{k}': v for k, v in sorted(self.dropped_reasons.items())},
+            **self.guard.diagnostic_values(),
         }
-        level = DiagnosticStatus.OK if self.teacher.load_problems == [] else DiagnosticStatus.WARN
+        storage = self.teacher.store.filesystem_report()
+        values['state_filesystem'] = storage.mount or storage.fs_type
+        values['state_guarantee'] = storage.guarantee
+        if storage.weaker:
+            values['state_weaker'] = '; '.join(storage.weaker)
+        level = DiagnosticStatus.OK
+        message = s.phase.name.lower()
+        if self.teacher.load_problems or storage.weaker or values['callback_errors']:
+            level = DiagnosticStatus.WARN
+            if storage.weaker:
+                message += f' (state on {storage.fs_type}: weaker durability guarantee)'
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [DiagnosticStatus(
             level=level, name=f'{self.get_fully_qualified_name()}: learner',
-            message=s.phase.name.lower(), hardware_id='cl_core_ros',
+            message=message, hardware_id='cl_core_ros',
             values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])]
         self._diag_pub.publish(msg)
 
@@ -441,16 +472,14 @@ def _fmt(value) -> str:
 
 
 def _annotate(rgb, pred):
-    """Draw the top-k labels and scores on a copy of the frame (scaled up for readability)."""
+    """Draw the top-k labels and scores on a copy of the frame (scaled up for readability).
+
+    Any valid label is drawn readably (see label_drawing: TrueType fonts, code points and the
+    class id where no font covers a character).
+    """
     scale = max(1, 384 // max(rgb.shape[:2]))
     img = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    lines = ['unknown'] if pred.unknown else []
-    lines += [f'{lab} {score * 100:.0f}%' for lab, score in zip(pred.labels, pred.scores)]
-    for i, text in enumerate(lines):
-        y = 22 + 22 * i
-        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
-        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
-    return img
+    return draw_prediction(img, pred.labels, pred.class_ids, pred.scores, bool(pred.unknown))
 
 
 class _ToNodeLogger(logging.Handler):

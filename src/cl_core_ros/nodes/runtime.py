@@ -23,6 +23,7 @@ import rclpy
 from rclpy.executors import (
     ExternalShutdownException,
     MultiThreadedExecutor,
+    ShutdownException,
     SingleThreadedExecutor,
 )
 from rclpy.node import Node
@@ -136,23 +137,44 @@ SPIN_POLL_S = 0.2
 """The executor thread looks at the stop request this often (between callbacks)."""
 
 
+def spin_guarded(executor, should_stop: Callable[[], bool] | None = None) -> None:
+    """Spin until shutdown (or ``should_stop()``); an exception escaping a callback is logged.
+
+    Every node guards its own callbacks (:mod:`cl_core_ros.nodes.callback_guard`); this is the
+    last line for what rclpy raises outside them, so that in a bringup one node's failure never
+    ends the others. With ``should_stop`` the executor is spun one callback at a time and the
+    loop ends by itself once it turns true (see :func:`_spin`).
+    """
+    while True:
+        try:
+            if should_stop is None:
+                executor.spin()
+                return
+            while not should_stop():
+                executor.spin_once(timeout_sec=SPIN_POLL_S)
+            return
+        except (KeyboardInterrupt, ExternalShutdownException, ShutdownException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the other nodes must go on
+            rclpy.logging.get_logger('cl_core_ros').error(
+                f'executor: unexpected {type(exc).__name__}: {str(exc)[:300]} (spinning on)',
+                throttle_duration_sec=5.0)
+
+
 def _spin(executor, stop: StopRequest, failure: list) -> None:
-    """Spin ``executor`` until a stop is requested; an error is a stop request too.
+    """Spin ``executor`` until a stop is requested; rclpy shutting down is a stop request too.
 
     The thread stops spinning by itself rather than having the executor shut down under it:
     rclpy's ``Executor.shutdown`` destroys the executor's guard condition at once, while a
     spinning thread may still be waiting on it.
     """
     try:
-        while not stop.requested:
-            executor.spin_once(timeout_sec=SPIN_POLL_S)
-    except ExternalShutdownException:
+        spin_guarded(executor, lambda: stop.requested)
+    except (ExternalShutdownException, ShutdownException):
         stop.request('rclpy was shut down')
-        return
     except BaseException as exc:  # noqa: BLE001 - reported by the main thread, then exit 1
         failure.append((exc, traceback.format_exc()))
         stop.request(f'executor failed: {exc!r}')
-        return
 
 
 def _close(nodes: list[Node], executor, spinner: threading.Thread | None) -> None:

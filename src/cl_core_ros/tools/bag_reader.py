@@ -16,11 +16,13 @@ import json
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_typestore, Stores
 import yaml
+
+from cl_core_ros.core.compressed_image import compressed_to_rgb
+from cl_core_ros.core.raw_image import image_fields_to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,9 @@ IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 # how far (bag time) a label may arrive after its image and still be paired with it
 PAIRING_WINDOW_NS = 1_000_000_000
 
-_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1, '8UC1': 1, '8UC3': 3,
-             'mono16': 1, '16UC1': 1}
+# The camera node's defaults: larger images in a bag are refused too.
+MAX_PIXELS = 40_000_000
+MAX_COMPRESSED_BYTES = 20_000_000
 
 
 class BagLabelError(ValueError):
@@ -184,38 +187,20 @@ def stamp_to_ns(stamp: object) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def image_to_rgb(msg: object, msgtype: str) -> np.ndarray:
-    """Decode a sensor_msgs Image or CompressedImage (rosbags or rclpy object) to RGB uint8."""
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data,
-                         dtype=np.uint8)
+def image_to_rgb(msg: object, msgtype: str, *, max_pixels: int = MAX_PIXELS,
+                 max_bytes: int = MAX_COMPRESSED_BYTES) -> np.ndarray:
+    """Decode a sensor_msgs Image or CompressedImage (rosbags or rclpy object) to RGB uint8.
+
+    The same decoders as the camera node (every encoding of
+    :data:`cl_core_ros.core.raw_image.SUPPORTED_ENCODINGS`, image_transport formats); raises
+    :class:`~cl_core_ros.core.raw_image.FrameError` (a ValueError) for what they refuse.
+    """
     if msgtype == COMPRESSED_TYPE:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f'cannot decode CompressedImage (format {msg.format!r})')
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return compressed_to_rgb(str(msg.format), msg.data, max_pixels=max_pixels,
+                                 max_bytes=max_bytes)
     if msgtype != IMAGE_TYPE:
         raise ValueError(f'{msgtype} is not an image type')
-    encoding = msg.encoding
-    if encoding not in _CHANNELS:
-        raise ValueError(f'unsupported image encoding {encoding!r}')
-    channels = _CHANNELS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if encoding in ('mono16', '16UC1'):
-        order = '>' if msg.is_bigendian else '<'
-        rows = data[:height * step].reshape(height, step)[:, :width * 2]
-        gray = np.frombuffer(rows.tobytes(), dtype=f'{order}u2').reshape(height, width)
-        return cv2.cvtColor((gray >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
-    if step < width * channels or data.size < height * step:
-        raise ValueError(f'image data too short: {data.size} bytes for {width}x{height} '
-                         f'{encoding} with step {step}')
-    pixels = data[:height * step].reshape(height, step)[:, :width * channels]
-    pixels = pixels.reshape(height, width, channels)
-    if encoding in ('rgb8', '8UC3'):
-        return pixels.copy()
-    conversions = {'bgr8': cv2.COLOR_BGR2RGB, 'rgba8': cv2.COLOR_RGBA2RGB,
-                   'bgra8': cv2.COLOR_BGRA2RGB, 'mono8': cv2.COLOR_GRAY2RGB,
-                   '8UC1': cv2.COLOR_GRAY2RGB}
-    return cv2.cvtColor(np.ascontiguousarray(pixels), conversions[encoding])
+    return image_fields_to_rgb(msg, max_pixels=max_pixels)
 
 
 def _pick_image_topic(path: Path | str, image_topic: str | None) -> str:

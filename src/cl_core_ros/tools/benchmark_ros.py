@@ -235,7 +235,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     threading.Thread(target=executor.spin, daemon=True).start()
 
     def call(srv_type, name, request, timeout=600.0):
-        return call_service(node, srv_type, name, request, timeout)
+        return call_service(node, srv_type, name, request, timeout, alive=procs[1].alive)
 
     watched = {'camera': procs[0].pid, 'learner': procs[1].pid, 'stream': procs[2].pid}
 

@@ -200,7 +200,7 @@ def main(argv=None) -> int:  # noqa: C901 - a linear script reads best in one pi
     print(f'[demo] nodes started (pid {nodes.pid}, domain {env["ROS_DOMAIN_ID"]}, loopback '
           f'only); log: {out / "nodes.log"}')
     try:
-        return _run(args, scenes, out)
+        return _run(args, scenes, out, alive=nodes.alive)
     finally:
         nodes.stop()
 
@@ -227,7 +227,7 @@ def _camera_frame(img: np.ndarray) -> np.ndarray:
     return canvas
 
 
-def _run(args, scenes: PhotoScenes | HardScenes, out: Path) -> int:
+def _run(args, scenes: PhotoScenes | HardScenes, out: Path, *, alive=None) -> int:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
@@ -282,7 +282,7 @@ def _run(args, scenes: PhotoScenes | HardScenes, out: Path) -> int:
     spinner.start()
 
     def call(srv_type, name, request, timeout=600.0):
-        return call_service(node, srv_type, name, request, timeout)
+        return call_service(node, srv_type, name, request, timeout, alive=alive)
 
     wait = wait_until
 

@@ -6,19 +6,24 @@ one object in one training session (about 300 frames), new classes appearing int
 new sessions of known ones. NICv2-391 is that stream over all 50 objects and the 8 training
 sessions: 1 + 390 experiences. Accuracy is measured on the test sessions s3, s7 and s10.
 
-:func:`build_protocol` builds such a stream for any folder in the CORe50 layout (the real data
-set or a look-alike from :func:`~cl_core_ros.data.core50.make_core50_like`), deterministically
-from a seed:
+:func:`build_official_protocol` reads the stream from the authors' batch filelists
+(:mod:`cl_core_ros.data.core50_filelists`: ``NIC_v2_391/runN`` or ``sIII_v2_391/runN``, 196, 79):
+every batch is one experience, learned as a whole, and the test frames are the run's test list.
+That is the stream the published figures were measured on.
+
+:func:`build_protocol` builds a stream with the same structure for any folder in the CORe50
+layout (the real data set or a look-alike from
+:func:`~cl_core_ros.data.core50.make_core50_like`) from a seed, when no filelists are at hand
+(:func:`~cl_core_ros.data.core50_filelists.nicv2_structure`):
 
 - training sessions are the folder's sessions that are not test sessions; the test sessions are
   s3, s7, s10 (or those of them the folder has, or any given);
-- the first experience takes ``first_objects`` objects, one per category while categories last
-  (then more objects at random), all from one training session (the seeded choice among the
-  sessions that hold the most objects);
-- the remaining object-sessions are shuffled, and every class not taught in the first
-  experience is introduced at an evenly spread position of the stream, so new classes are
-  interleaved with new sessions of known classes (a lesson of a class is never placed before
-  the class has been introduced);
+- the first experience is session s1 (or the first training session) of the first object of
+  every category (o1, o6, ..., o46), learned as one multi-class batch;
+- then every object's other sessions follow in session order (an object not in the first
+  batch enters through its first session), the objects interleaved at random, so new classes
+  arrive at irregular positions; ``scenario`` groups 1 (NICv2-391), 2 (NICv2-196) or 5
+  (NICv2-79) object-sessions per experience;
 - a class is the object (50-way) or its category (10-way);
 - ``frames_per_experience`` / ``test_frames_per_session`` keep that many evenly spaced frames of
   each object-session (all frames by default).
@@ -28,7 +33,8 @@ from a seed:
 folder: the first round teaches every object once, one object-session per experience, in a seeded
 order (each experience introduces its class); every later round brings a new training session of
 every known object, again in a seeded order. The test set is every object in each of the source's
-4 test sessions. Frames of such a protocol are
+4 test sessions. That is not the official structure, so such protocols are named
+``NICv2-style-hard-16`` (or ``-photos-``). Frames of such a protocol are
 :class:`~cl_core_ros.data.generated.GeneratedFrame` objects; like CORe50 frames they have
 ``session``, ``object`` and ``frame`` fields and a ``read()`` that returns the pixels.
 
@@ -49,6 +55,14 @@ from cl_core_ros.data.core50 import (
     scan_core50,
     TEST_SESSIONS,
 )
+from cl_core_ros.data.core50_filelists import (
+    check_scenario,
+    FilelistError,
+    nicv2_structure,
+    OfficialRun,
+    resolve_frames,
+    SCENARIOS,
+)
 from cl_core_ros.data.generated import GeneratedFrame, GeneratedSource
 
 logger = logging.getLogger(__name__)
@@ -58,6 +72,7 @@ CLASS_MODES = ('object', 'category')
 CATEGORY_NAMES = ('plug_adapter', 'mobile_phone', 'scissors', 'light_bulb', 'can', 'glasses',
                   'ball', 'marker', 'cup', 'remote_control')
 DEFAULT_FIRST_OBJECTS = 10
+DEFAULT_SCENARIO = 'nicv2_391'
 PROTOCOL_NAME = 'NICv2'
 DEFAULT_ROUNDS = 2
 DEFAULT_GENERATED_FRAMES = 100       # frames per experience of a generated protocol
@@ -170,6 +185,8 @@ class Protocol:
     frames_per_experience: int | None = None
     test_frames_per_session: int | None = None
     source: Source = CORE50
+    scenario: str | None = None  # nicv2_391 / 196 / 79 (None: a generated source's stream)
+    origin: OfficialRun | None = None  # the official filelists the stream was read from
 
     @property
     def name(self) -> str:
@@ -178,9 +195,20 @@ class Protocol:
         Generated protocols are named after their source: ``NIC-hard-16``, ``NIC-photos-16``.
         """
         name = f'{self.source.protocol_name}-{self.total_experiences}'
+        if self.origin is not None:
+            name = self.origin.name
         if len(self.experiences) < self.total_experiences:
             name += f'[:{len(self.experiences)}]'
         return name
+
+    @property
+    def structure(self) -> str:
+        """How the stream was made: official filelists, official structure, NICv2-style."""
+        if self.origin is not None:
+            return f'official filelists, run {self.origin.run}'
+        if self.generated:
+            return 'NICv2-style (not the official structure)'
+        return f'official structure, order generated from seed {self.seed}'
 
     @property
     def generated(self) -> bool:
@@ -230,6 +258,8 @@ class Protocol:
         """Return a JSON-ready description (counts, sessions, the experience order)."""
         return {
             'name': self.name, 'source': self.source.describe(),
+            'scenario': self.scenario, 'structure': self.structure,
+            'filelists': None if self.origin is None else self.origin.describe(),
             'root': None if self.root is None else str(self.root), 'classes': self.classes,
             'seed': self.seed, 'train_sessions': list(self.train_sessions),
             'test_sessions': list(self.test_sessions), 'objects': list(self.objects),
@@ -245,56 +275,28 @@ class Protocol:
         }
 
 
-def _choose_first(rng: random.Random, objects: Sequence[int], count: int) -> list[int]:
-    """Pick ``count`` objects: one per category (random categories, random object) first."""
-    by_category: dict[int, list[int]] = {}
-    for obj in objects:
-        by_category.setdefault(category_of(obj), []).append(obj)
-    categories = sorted(by_category)
-    rng.shuffle(categories)
-    chosen = [rng.choice(by_category[c]) for c in categories[:count]]
-    rest = [o for o in objects if o not in chosen]
-    rng.shuffle(rest)
-    chosen += rest[:count - len(chosen)]
-    return sorted(chosen)
-
-
-def _interleave(rng: random.Random, items: list[Lesson], known: set[str]) -> list[Lesson]:
-    """Order lessons so that classes not in ``known`` are introduced evenly over the stream.
-
-    Each new class gets one introducing lesson (a random one of its lessons) placed at slot
-    ``round((k + 1/2) * n / m)`` of the stream (``m`` new classes, in a random order); the
-    other slots take random lessons of classes introduced already. When no such lesson is left,
-    the next new class comes early, so no lesson ever precedes the introduction of its class.
-    """
-    rng.shuffle(items)
-    by_class: dict[str, list[Lesson]] = {}
-    for item in items:
-        by_class.setdefault(item.label, []).append(item)
-    new_classes = [c for c in by_class if c not in known]
-    rng.shuffle(new_classes)
-    n, m = len(items), len(new_classes)
-    slots = [round((k + 0.5) * n / m) for k in range(m)]
-    pool = [item for item in items if item.label in known]
-    waiting = {c: by_class[c] for c in new_classes}
-    order: list[Lesson] = []
-    next_new = 0
-    while len(order) < n:
-        due = next_new < m and (len(order) >= slots[next_new] or not pool)
-        if due:
-            lessons = waiting.pop(new_classes[next_new])
-            order.append(lessons[0])
-            pool.extend(lessons[1:])
-            next_new += 1
-        else:
-            order.append(pool.pop(rng.randrange(len(pool))))
-    return order
-
-
 def _parse_classes(classes: str) -> str:
     if classes not in CLASS_MODES:
         raise ProtocolError(f'classes must be one of {CLASS_MODES}, got {classes!r}')
     return classes
+
+
+def _check_counts(**values) -> None:
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ProtocolError(f'{name} must be an integer >= 1, got {value!r}')
+
+
+def _scan(root, scan: Core50Scan | None, objects, size: int | None) -> Core50Scan:
+    if scan is not None:
+        return scan
+    if root is None:
+        raise ProtocolError('give root or scan')
+    try:
+        return scan_core50(root, objects=objects, size=size, verify='header')
+    except ValueError as exc:  # Core50Error: a folder that is not a CORe50 layout
+        raise ProtocolError(str(exc)) from None
 
 
 def build_protocol(root: Path | str | None = None, *, scan: Core50Scan | None = None,
@@ -303,38 +305,41 @@ def build_protocol(root: Path | str | None = None, *, scan: Core50Scan | None = 
                    experiences: int | None = None, frames_per_experience: int | None = None,
                    test_frames_per_session: int | None = None,
                    test_sessions: Iterable[int] | None = None,
-                   objects: Iterable[int] | None = None) -> Protocol:
-    """Build a NICv2-style protocol over a folder in the CORe50 layout (see the module doc).
+                   objects: Iterable[int] | None = None, scenario: str = DEFAULT_SCENARIO,
+                   size: int | None = None) -> Protocol:
+    """Build a protocol of the official NICv2 structure over a CORe50 folder (module doc).
 
     Args:
         root: the layout folder (``core50_128x128``) or the folder holding it.
         scan: an existing :func:`~cl_core_ros.data.core50.scan_core50` result instead of root.
-        seed: seeds every choice (first session and objects, stream order); same seed, same
+        seed: seeds the order (how the objects' sequences interleave); same seed, same
             protocol.
         classes: ``object`` (50-way on CORe50) or ``category`` (10-way).
-        first_objects: objects of the first experience (10 in NICv2).
-        first_session: training session of the first experience (None: seeded choice).
+        first_objects: objects of the first experience (10 in NICv2: one per category).
+        first_session: training session of the first experience (None: s1, or the first
+            training session when the folder has no s1).
         experiences: keep only the first N experiences of the stream (None: all).
         frames_per_experience: evenly spaced frames kept per training object-session.
         test_frames_per_session: evenly spaced frames kept per test object-session.
         test_sessions: test sessions (None: those of s3, s7, s10 the folder has).
         objects: objects to use (None: every object of the folder).
+        scenario: ``nicv2_391`` (one object-session per experience), ``nicv2_196`` (two) or
+            ``nicv2_79`` (five).
+        size: 128 or 350, the layout to use when ``root`` holds both.
 
     Raises:
         ProtocolError: no training or test session, too few objects, bad option values.
 
     """
     classes = _parse_classes(classes)
-    if scan is None:
-        if root is None:
-            raise ProtocolError('give root or scan')
-        scan = scan_core50(root, objects=objects, verify='header')
-    for name, value in (('first_objects', first_objects), ('experiences', experiences),
-                        ('frames_per_experience', frames_per_experience),
-                        ('test_frames_per_session', test_frames_per_session)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ProtocolError(f'{name} must be an integer >= 1, got {value!r}')
+    try:
+        per_batch = SCENARIOS[check_scenario(scenario)][1]
+    except FilelistError as exc:
+        raise ProtocolError(str(exc)) from None
+    _check_counts(first_objects=first_objects, experiences=experiences,
+                  frames_per_experience=frames_per_experience,
+                  test_frames_per_session=test_frames_per_session)
+    scan = _scan(root, scan, objects, size)
     sequences = scan.sequences()
     if objects is not None:
         wanted = {int(o) for o in objects}
@@ -351,40 +356,30 @@ def build_protocol(root: Path | str | None = None, *, scan: Core50Scan | None = 
         raise ProtocolError(f'no training session in {scan.root}: every session present '
                             f'({present}) is a test session')
     train_objects = sorted({o for s, o in sequences if s in train})
-    if not train_objects:
-        raise ProtocolError(f'no object in the training sessions of {scan.root}')
-
-    rng = random.Random(seed)
-    per_session = {s: sorted(o for ss, o in sequences if ss == s) for s in train}
     if first_session is None:
-        most = max(len(v) for v in per_session.values())
-        first_session = rng.choice([s for s in train if len(per_session[s]) == most])
+        first_session = train[0]
     elif first_session not in train:
         raise ProtocolError(f'first_session {first_session} is not a training session '
                             f'{list(train)}')
-    first = _choose_first(rng, per_session[first_session], first_objects)
-    if len(first) < first_objects:
+    pairs = [(s, o) for s, o in sequences if s in train]
+    try:
+        batches = nicv2_structure(pairs, seed=seed, per_batch=per_batch,
+                                  first_session=first_session, first_objects=first_objects)
+    except FilelistError as exc:
+        raise ProtocolError(str(exc)) from None
+    if len(batches[0]) < first_objects:
         logger.warning('protocol: session %d has only %d objects; the first experience takes '
-                       'them all (asked for %d)', first_session, len(first), first_objects)
+                       'them all (asked for %d)', first_session, len(batches[0]), first_objects)
 
     def lesson(session: int, obj: int) -> Lesson:
         frames = sequences[(session, obj)]
         return Lesson(session, obj, class_label(obj, classes),
                       subsample(frames, frames_per_experience), len(frames))
 
-    first_lessons = tuple(lesson(first_session, o) for o in first)
-    known = {item.label for item in first_lessons}
-    rest = [lesson(s, o) for s in train for o in per_session[s]
-            if not (s == first_session and o in first)]
-    stream = [Experience(0, first_lessons, tuple(dict.fromkeys(i.label for i in first_lessons)))]
-    for item in _interleave(rng, rest, set(known)):
-        new = () if item.label in known else (item.label,)
-        known.add(item.label)
-        stream.append(Experience(len(stream), (item,), new))
+    stream = _experiences([[lesson(s, o) for s, o in batch] for batch in batches])
     total = len(stream)
     if experiences is not None:
         stream = stream[:experiences]
-
     test_frames = tuple(frame for (s, o), frames in sorted(sequences.items())
                         if s in tests and o in train_objects
                         for frame in subsample(frames, test_frames_per_session))
@@ -395,10 +390,93 @@ def build_protocol(root: Path | str | None = None, *, scan: Core50Scan | None = 
         test_sessions=tests, objects=tuple(train_objects), first_session=first_session,
         experiences=tuple(stream), test_frames=test_frames, total_experiences=total,
         frames_per_experience=frames_per_experience,
-        test_frames_per_session=test_frames_per_session)
+        test_frames_per_session=test_frames_per_session, scenario=scenario)
     logger.info('protocol %s: %d classes (%s), first experience %d objects from s%d, '
                 '%d test frames from sessions %s', protocol.name, len(protocol.class_labels),
-                classes, len(first_lessons), first_session, len(test_frames), list(tests))
+                classes, len(batches[0]), first_session, len(test_frames), list(tests))
+    return protocol
+
+
+def _experiences(batches: Sequence[Sequence[Lesson]]) -> list[Experience]:
+    """Return the batches as numbered experiences, each naming the classes it introduces."""
+    known: set[str] = set()
+    stream = []
+    for batch in batches:
+        new = tuple(dict.fromkeys(item.label for item in batch if item.label not in known))
+        known.update(new)
+        stream.append(Experience(len(stream), tuple(batch), new))
+    return stream
+
+
+def build_official_protocol(run: OfficialRun, root: Path | str | None = None, *,
+                            scan: Core50Scan | None = None, classes: str = 'object',
+                            experiences: int | None = None,
+                            frames_per_experience: int | None = None,
+                            test_frames_per_session: int | None = None,
+                            size: int | None = None) -> Protocol:
+    """Build the protocol of one official run (``core50_filelists.read_official_run``).
+
+    Experience ``k`` is training batch ``k``: its frames grouped by object-session (one lesson
+    each, frames in filelist order), learned together as one experience. The test frames are
+    the run's test list. Every path and label is checked against the folder first
+    (:func:`~cl_core_ros.data.core50_filelists.resolve_frames`).
+
+    Args:
+        run: the filelists read.
+        root, scan, size: the CORe50 folder, as for :func:`build_protocol`.
+        classes: ``object`` or ``category`` (category lists give the same classes).
+        experiences: keep only the first N batches.
+        frames_per_experience: evenly spaced frames kept per object-session of a batch (None:
+            every frame the filelist names).
+        test_frames_per_session: evenly spaced test frames kept per object-session (None: the
+            whole test list).
+
+    Raises:
+        ProtocolError: a path that is not in the folder (or unusable), a label that disagrees
+            with its path, a test frame outside the test sessions, bad option values.
+
+    """
+    classes = _parse_classes(classes)
+    _check_counts(experiences=experiences, frames_per_experience=frames_per_experience,
+                  test_frames_per_session=test_frames_per_session)
+    scan = _scan(root, scan, None, size)
+    try:
+        frames = resolve_frames(run, scan)
+    except FilelistError as exc:
+        raise ProtocolError(str(exc)) from None
+    batches = []
+    available = scan.sequences()
+    for filelist in run.batches:
+        groups: dict[tuple[int, int], list[Core50Frame]] = {}
+        for entry in filelist.entries:
+            groups.setdefault(entry.key, []).append(frames[entry.path])
+        batches.append([Lesson(s, o, class_label(o, classes), subsample(group,
+                                                                        frames_per_experience),
+                               len(available.get((s, o), group)))
+                        for (s, o), group in groups.items()])
+    stream = _experiences(batches)
+    total = len(stream)
+    if experiences is not None:
+        stream = stream[:experiences]
+    tests: dict[tuple[int, int], list[Core50Frame]] = {}
+    for entry in run.test.entries:
+        tests.setdefault(entry.key, []).append(frames[entry.path])
+    test_frames = tuple(f for key in sorted(tests)
+                        for f in subsample(tests[key], test_frames_per_session))
+    lessons = [lesson for exp in stream for lesson in exp.lessons]
+    all_lessons = [lesson for batch in batches for lesson in batch]
+    protocol = Protocol(
+        root=Path(scan.root), classes=classes, seed=run.run,
+        train_sessions=tuple(sorted({lesson.session for lesson in all_lessons})),
+        test_sessions=tuple(sorted({f.session for f in test_frames})),
+        objects=tuple(sorted({lesson.object for lesson in all_lessons})),
+        first_session=min(lesson.session for lesson in batches[0]),
+        experiences=tuple(stream), test_frames=test_frames, total_experiences=total,
+        frames_per_experience=frames_per_experience,
+        test_frames_per_session=test_frames_per_session, scenario=run.scenario, origin=run)
+    logger.info('protocol %s run %d: %d batches (%d lessons), %d classes, %d test frames',
+                protocol.name, run.run, len(stream), len(lessons),
+                len(protocol.class_labels), len(test_frames))
     return protocol
 
 
@@ -469,6 +547,6 @@ def build_generated_protocol(source: GeneratedSource, *, seed: int = 0,
     return protocol
 
 
-__all__ = ['build_generated_protocol', 'build_protocol', 'CATEGORY_NAMES', 'class_label',
-           'CLASS_MODES', 'CORE50', 'Experience', 'Lesson', 'Protocol', 'ProtocolError',
-           'subsample']
+__all__ = ['build_generated_protocol', 'build_official_protocol', 'build_protocol',
+           'CATEGORY_NAMES', 'class_label', 'CLASS_MODES', 'CORE50', 'Experience', 'Lesson',
+           'Protocol', 'ProtocolError', 'subsample']

@@ -78,10 +78,19 @@ import time
 import numpy as np
 
 from cl_core_ros.core.metrics import accuracy, AccuracyMatrix, per_class_accuracy
+from cl_core_ros.data.core50 import Core50Error
+from cl_core_ros.data.core50_filelists import (
+    FilelistError,
+    read_official_run,
+    REDUCED_TEST_FILELIST,
+    SCENARIOS,
+    TEST_FILELIST,
+)
 from cl_core_ros.data.generated import DEFAULT_FRAME_SIZE, make_source, SourceError
 from cl_core_ros.tools.node_process import executable_path, NodeProcess
 from cl_core_ros.tools.protocol import (
     build_generated_protocol,
+    build_official_protocol,
     build_protocol,
     CATEGORY_NAMES,
     CLASS_MODES,
@@ -89,6 +98,7 @@ from cl_core_ros.tools.protocol import (
     DEFAULT_GENERATED_FRAMES,
     DEFAULT_GENERATED_TEST_FRAMES,
     DEFAULT_ROUNDS,
+    DEFAULT_SCENARIO,
     Lesson,
     Protocol,
     ProtocolError,
@@ -101,16 +111,23 @@ SOURCES = ('core50', 'hard', 'photos')
 DEFAULT_HARD_OBJECTS = 8
 BAG_FORMATS = ('raw', 'png')
 DEFAULT_ROS_TEST_FRAMES = 10
+DEFAULT_CONSOLIDATE_EVERY = 1  # AR1*: the deep update after every experience
 CSV_NAME, SUMMARY_NAME, PLOT_NAME = 'accuracy.csv', 'summary.json', 'accuracy.png'
-# What the method reached on the full NICv2-391 (Pellegrini et al., IROS 2020; Lomonaco et
-# al., CVPR-W 2020), to put a run in context.
+# What the methods reached on the full NICv2-391 with the official runs (mean and standard
+# deviation over runs where the papers give them): Lomonaco, Maltoni, Pellegrini, CVPR-W 2020
+# (AR1*, CWR* and the others, no replay); Pellegrini et al., IROS 2020 (latent replay).
+# Which setting of this runner is closest to which row: see the README.
 PUBLISHED_NICV2_391 = {
-    'AR1*-free + latent replay conv5_4/dw, 1500 patterns (PyTorch)': 0.77,
-    'AR1*-free + latent replay, 500 patterns (users)': 0.636,
-    'AR1* without replay': 0.563,
-    'CWR* without replay': 0.570,
-    'naive fine-tuning': 0.080,
+    'AR1*-free + latent replay conv5_4/dw, 1500 patterns (PyTorch)': {'mean': 0.77, 'std': None},
+    'AR1*-free + latent replay, 500 patterns (users)': {'mean': 0.636, 'std': None},
+    'AR1* without replay': {'mean': 0.563, 'std': 0.011},
+    'CWR* without replay': {'mean': 0.570, 'std': 0.010},
+    'naive fine-tuning': {'mean': 0.080, 'std': None},
+    'EWC': {'mean': 0.054, 'std': None},
+    'LwF': {'mean': 0.078, 'std': None},
 }
+PUBLISHED = {'nicv2_391': PUBLISHED_NICV2_391}
+AGGREGATE_CSV = 'runs.csv'
 _ENCODE_CHUNK = 64
 STATE_GATHERING = 1  # cl_core_ros/msg/LearnerStatus.STATE_GATHERING
 
@@ -206,9 +223,13 @@ def _log_experience(protocol: Protocol, record: ExperienceRecord) -> None:
 
 # --- fast mode: the core learner, directly ----------------------------------------------------
 
-def run_fast(protocol: Protocol, *, consolidate_every: int = 0, eval_every: int = 1,
-             config=None) -> RunResult:
+def run_fast(protocol: Protocol, *, consolidate_every: int = DEFAULT_CONSOLIDATE_EVERY,
+             eval_every: int = 1, config=None) -> RunResult:
     """Teach the protocol to a core Learner directly and evaluate after every experience.
+
+    An experience of several lessons (a CORe50 batch of several object-sessions) is learned
+    jointly, in one :meth:`~cl_core_ros.core.learner.Learner.learn_experience` call.
+    ``consolidate_every``: deep consolidation after every N experiences (0: fast updates only).
 
     Test frames are encoded once; after a consolidation their pool vectors are recomputed from
     the stored deep latents by ``predict_latents`` (the layers below the deep layer never
@@ -234,14 +255,18 @@ def run_fast(protocol: Protocol, *, consolidate_every: int = 0, eval_every: int 
         exp_start = time.perf_counter()
         record = ExperienceRecord(exp.index, [lesson.key for lesson in exp.lessons],
                                   list(exp.new_classes), 0, 0, 0.0)
+        batch = []
         for lesson in exp.lessons:
             t0 = time.perf_counter()
-            latents = learner.encode_images([f.read() for f in lesson.frames])
+            batch.append((lesson.label, learner.encode_images([f.read()
+                                                               for f in lesson.frames])))
             record.encode_seconds += time.perf_counter() - t0
-            report = learner.learn(lesson.label, latents)
-            record.update_seconds += report.seconds
-            record.frames_used += report.frames_used
             seen.add(lesson.label)
+        # a batch of several object-sessions is ONE experience, learned jointly
+        report = (learner.learn(*batch[0]) if len(batch) == 1
+                  else learner.learn_experience(batch))
+        record.update_seconds += report.seconds
+        record.frames_used += report.frames_used
         record.classes_seen = len(seen)
         if _should_consolidate(exp.index, consolidate_every):
             report = learner.consolidate()
@@ -363,6 +388,13 @@ def ros_params(out_path: Path, *, frames_default: int = 100) -> Path:
     with out_path.open('w', encoding='utf-8') as stream:
         yaml.safe_dump(params, stream, sort_keys=False)
     return out_path
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    with path.open('r', encoding='utf-8') as stream:
+        return yaml.safe_load(stream)
 
 
 class NodeLauncher(NodeProcess):
@@ -576,15 +608,16 @@ class RosSession:
         self.context.try_shutdown()
 
 
-def _teach_lesson(session: RosSession, lesson: Lesson, bag: Path, frames_wanted: int | None,
-                  max_passes: int = 3):
-    """label_object, play the lesson's bag until the frames are gathered, start_learning."""
+def _gather_lesson(session: RosSession, lesson: Lesson, bag: Path, frames_wanted: int | None,
+                   *, add_to_batch: bool = False, max_passes: int = 3) -> None:
+    """label_object, then play the lesson's bag until its frames are gathered."""
     from cl_core_ros.tools.bag_reader import bag_info, IMAGE_TYPES
 
     info = bag_info(bag)
     in_bag = sum(count for msgtype, count in info.topics.values() if msgtype in IMAGE_TYPES)
     target = min(in_bag, frames_wanted or in_bag, 1000)
-    resp = session.call('label', label=lesson.label, num_frames=target)
+    resp = session.call('label', label=lesson.label, num_frames=target,
+                        add_to_batch=add_to_batch)
     if not resp.success:
         raise RuntimeError(f'label_object({lesson.label!r}) refused: {resp.message}')
     # the status topic is in order: once it shows this gathering start, no older status follows
@@ -609,9 +642,18 @@ def _teach_lesson(session: RosSession, lesson: Lesson, bag: Path, frames_wanted:
             logger.warning('lesson s%d/o%d: %d of %d frames gathered after pass %d; playing '
                            'the bag again', lesson.session, lesson.object,
                            s.frames_gathered if s else 0, target, attempt + 1)
+
+
+def _teach_experience(session: RosSession, lessons: Sequence[Lesson], lesson_bags: dict,
+                      frames_wanted: int | None):
+    """Gather every lesson of an experience into one batch, then one start_learning."""
+    for k, lesson in enumerate(lessons):
+        _gather_lesson(session, lesson, lesson_bags[lesson.key], frames_wanted,
+                       add_to_batch=k > 0)
     resp = session.call('learn', timeout=600.0)
     if not resp.success:
-        raise RuntimeError(f'start_learning for {lesson.label!r} failed: {resp.message}')
+        labels = ', '.join(lesson.label for lesson in lessons)
+        raise RuntimeError(f'start_learning for {labels!r} failed: {resp.message}')
     return resp
 
 
@@ -641,7 +683,8 @@ def _evaluate_ros(session: RosSession, protocol: Protocol, test_bags: list[Path]
 
 
 def run_ros(protocol: Protocol, out_dir: Path, *, bags_dir: Path | None = None,
-            consolidate_every: int = 0, eval_every: int = 1, bag_format: str = 'png',
+            consolidate_every: int = DEFAULT_CONSOLIDATE_EVERY, eval_every: int = 1,
+            bag_format: str = 'png',
             startup_timeout: float = 180.0) -> RunResult:
     """Teach the protocol through the camera and learner nodes (see the module docstring)."""
     from cl_core_ros.loopback import loopback_env
@@ -660,6 +703,7 @@ def run_ros(protocol: Protocol, out_dir: Path, *, bags_dir: Path | None = None,
     if state_dir.exists():
         shutil.rmtree(state_dir)  # a fresh learner: nothing known
     params = ros_params(ros_dir / 'params.yaml')
+    result.extra['node_parameters'] = _read_yaml(params)
     env = loopback_env(ros_dir / 'log')
     result.extra.update({'state_dir': str(state_dir), 'params_file': str(params),
                          'ros_domain_id': int(env['ROS_DOMAIN_ID'])})
@@ -697,13 +741,12 @@ def _run_ros_stream(session: RosSession, protocol: Protocol, result: RunResult,
         exp_start = time.perf_counter()
         record = ExperienceRecord(exp.index, [lesson.key for lesson in exp.lessons],
                                   list(exp.new_classes), 0, 0, 0.0)
-        for lesson in exp.lessons:
-            resp = _teach_lesson(session, lesson, lesson_bags[lesson.key],
+        resp = _teach_experience(session, exp.lessons, lesson_bags,
                                  protocol.frames_per_experience)
-            record.update_seconds += resp.training_seconds
-            record.frames_used += resp.frames_used
-            model_version = resp.model_version
-            seen.add(lesson.label)
+        record.update_seconds += resp.training_seconds
+        record.frames_used += resp.frames_used
+        model_version = resp.model_version
+        seen.update(lesson.label for lesson in exp.lessons)
         record.classes_seen = len(seen)
         if _should_consolidate(exp.index, consolidate_every):
             resp = session.call('consolidate', timeout=3600.0, force=False)
@@ -784,8 +827,13 @@ def summarize(protocol: Protocol, result: RunResult, args: dict | None = None) -
     updates = [r.update_seconds for r in result.records]
     lesson_updates = [r.update_seconds / max(1, len(r.lessons)) for r in result.records]
     names = protocol.category_names
+    published = None
+    if not protocol.generated and protocol.scenario is not None:
+        published = PUBLISHED.get(protocol.scenario)
+    run = protocol.origin.run if protocol.origin is not None else None
     return _plain({
         'mode': result.mode, 'source': protocol.source.name, 'seed': protocol.seed,
+        'scenario': protocol.scenario, 'official_run': run, 'structure': protocol.structure,
         'protocol': protocol.summary(),
         'classes': protocol.classes, 'experiences_run': len(result.records),
         'final_accuracy': last.accuracy if last else None,
@@ -813,6 +861,7 @@ def summarize(protocol: Protocol, result: RunResult, args: dict | None = None) -
             'eval_seconds_total': float(sum(r.evaluation.seconds for r in evaluated)),
         },
         'accuracy_matrix': matrix.state_dict(),
+        'published_final_accuracy': published,
         'published_nicv2_391_final_accuracy': (None if protocol.generated
                                                else PUBLISHED_NICV2_391),
         'run': result.extra, 'args': args or {},
@@ -892,6 +941,21 @@ def _frame_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _runs(text: str) -> list[int]:
+    """Parse ``0-9``, ``0,3,5`` or ``4`` into run numbers."""
+    runs: list[int] = []
+    try:
+        for part in text.split(','):
+            first, _, last = part.partition('-')
+            runs += list(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected runs like 0-9 or 0,2,5, got {text!r}') \
+            from None
+    if not runs or min(runs) < 0 or len(set(runs)) != len(runs):
+        raise argparse.ArgumentTypeError(f'expected distinct runs >= 0, got {text!r}')
+    return runs
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
@@ -923,8 +987,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'of their 4 test sessions)')
     parser.add_argument('--classes', choices=CLASS_MODES, default='object',
                         help='a class is the object (50-way) or its category (10-way)')
-    parser.add_argument('--consolidate-every', type=_non_negative, default=0, metavar='N',
-                        help='deep consolidation after every N experiences (0: never)')
+    parser.add_argument('--consolidate-every', type=_non_negative, default=None, metavar='N',
+                        help='deep consolidation after every N experiences (default '
+                             f'{DEFAULT_CONSOLIDATE_EVERY}: AR1* with latent replay; 0: never)')
+    parser.add_argument('--fast-only', action='store_true',
+                        help='fast (head) updates only, no deep consolidation: the CWR*-like '
+                             'setting')
+    parser.add_argument('--filelists', type=Path, default=None, metavar='DIR',
+                        help='core50: the official batch filelists (the folder holding '
+                             'NIC_v2_391/runN or sIII_v2_391/runN, or one of those): each '
+                             "training batch is one experience, tested on the run's test list")
+    parser.add_argument('--scenario', choices=sorted(SCENARIOS), default=DEFAULT_SCENARIO,
+                        help='core50: NICv2-391 (one object-session per experience after the '
+                             'first batch), -196 (two) or -79 (five); default nicv2_391')
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument('--run', type=_non_negative, default=None, metavar='N',
+                      help='with --filelists: the run to use (default 0)')
+    runs.add_argument('--runs', type=_runs, default=None, metavar='A-B',
+                      help='with --filelists: several runs (0-9, 0,2,5), each in '
+                           '--out/runN, aggregated as mean +- std in --out/summary.json')
+    parser.add_argument('--test-filelist', type=Path, default=None, metavar='FILE',
+                        help="with --filelists: the test list (default: the run's "
+                             f'{TEST_FILELIST}, else {REDUCED_TEST_FILELIST} above it; the '
+                             'published AR1* figures use the reduced one)')
+    parser.add_argument('--size', type=int, choices=(128, 350), default=None,
+                        help='core50: the layout to use when --root holds both')
     parser.add_argument('--bags', type=Path, default=None, metavar='DIR',
                         help='ros mode: use the bags under DIR instead of converting')
     parser.add_argument('--first-objects', type=_positive, default=None, metavar='N',
@@ -952,7 +1039,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.bags is not None and args.mode != 'ros':
         parser.error('--bags needs --mode ros')
-    only = {'core50': ('root', 'first_objects', 'objects', 'test_sessions'),
+    if args.fast_only and args.consolidate_every:
+        parser.error('--fast-only and --consolidate-every N > 0 contradict each other')
+    if args.consolidate_every is None:
+        args.consolidate_every = 0 if args.fast_only else DEFAULT_CONSOLIDATE_EVERY
+    if args.filelists is None:
+        given = [f'--{n.replace("_", "-")}' for n in ('run', 'runs', 'test_filelist')
+                 if getattr(args, n) is not None]
+        if given:
+            parser.error(f'{", ".join(given)}: only with --filelists')
+    else:
+        given = [f'--{n.replace("_", "-")}' for n in ('first_objects', 'objects',
+                                                     'test_sessions')
+                 if getattr(args, n) is not None]
+        if given:
+            parser.error(f'{", ".join(given)}: the filelists fix them; not with --filelists')
+        args.runs = args.runs or [0 if args.run is None else args.run]
+        if args.bags is not None and len(args.runs) > 1:
+            parser.error('--bags: with one run only (each run writes its own bags)')
+    only = {'core50': ('root', 'first_objects', 'objects', 'test_sessions', 'filelists',
+                       'size'),
             'generated': ('hard_objects', 'rounds', 'frame_size')}
     kind = 'core50' if args.source == 'core50' else 'generated'
     for other, names in only.items():
@@ -964,9 +1070,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if kind == 'core50':
         if args.root is None:
             parser.error('--source core50 needs --root (a folder in the CORe50 layout)')
-        if args.first_objects is None:
+        if args.first_objects is None and args.filelists is None:
             args.first_objects = DEFAULT_FIRST_OBJECTS
-        if args.test_frames_per_session is None and args.mode == 'ros':
+        if args.test_frames_per_session is None and args.mode == 'ros' \
+                and args.filelists is None:  # the filelists' test list is used whole
             args.test_frames_per_session = DEFAULT_ROS_TEST_FRAMES
     else:
         defaults = {'hard_objects': DEFAULT_HARD_OBJECTS, 'rounds': DEFAULT_ROUNDS,
@@ -979,14 +1086,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_protocol(args: argparse.Namespace) -> Protocol:
-    """Build the protocol the parsed command line asks for (ProtocolError if it cannot)."""
+def make_protocol(args: argparse.Namespace, run: int | None = None) -> Protocol:
+    """Build the protocol the parsed command line asks for (ProtocolError if it cannot).
+
+    With ``--filelists``, ``run`` is the official run to read (default the first of --runs).
+    """
+    if args.source == 'core50' and args.filelists is not None:
+        run = args.runs[0] if run is None else run
+        label_kind = 'category' if args.classes == 'category' else 'object'
+        try:
+            official = read_official_run(args.filelists, args.scenario, run,
+                                         test_filelist=args.test_filelist,
+                                         label_kind=label_kind)
+        except FilelistError as exc:
+            if label_kind == 'object':
+                raise ProtocolError(str(exc)) from None
+            # no _cat lists: the object-level ones give the same stream
+            try:
+                official = read_official_run(args.filelists, args.scenario, run,
+                                             test_filelist=args.test_filelist)
+            except FilelistError:
+                raise ProtocolError(str(exc)) from None
+        return build_official_protocol(
+            official, args.root, classes=args.classes, experiences=args.experiences,
+            frames_per_experience=args.frames_per_experience,
+            test_frames_per_session=args.test_frames_per_session, size=args.size)
     if args.source == 'core50':
         return build_protocol(
             args.root, seed=args.seed, classes=args.classes, first_objects=args.first_objects,
             experiences=args.experiences, frames_per_experience=args.frames_per_experience,
             test_frames_per_session=args.test_frames_per_session,
-            test_sessions=args.test_sessions, objects=args.objects)
+            test_sessions=args.test_sessions, objects=args.objects, scenario=args.scenario,
+            size=args.size)
     try:
         source = make_source(args.source, args.hard_objects, seed=args.seed,
                              frame_size=tuple(args.frame_size))
@@ -998,36 +1129,101 @@ def make_protocol(args: argparse.Namespace) -> Protocol:
         test_frames_per_session=args.test_frames_per_session)
 
 
+def _run_one(args: argparse.Namespace, out: Path, run: int | None) -> tuple[Protocol, dict,
+                                                                          RunResult]:
+    """Build, run and write the outputs of one protocol (one official run) into ``out``."""
+    protocol = make_protocol(args, run)
+    if args.mode == 'fast':
+        result = run_fast(protocol, consolidate_every=args.consolidate_every,
+                          eval_every=args.eval_every)
+    else:
+        result = run_ros(protocol, out, bags_dir=args.bags,
+                         consolidate_every=args.consolidate_every, eval_every=args.eval_every,
+                         bag_format=args.bag_format)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    summary = write_outputs(out, protocol, result, settings)
+    print(f'{protocol.name} ({protocol.classes}, {protocol.structure}), {result.mode} mode: '
+          f'final accuracy {_pct(summary["final_accuracy"])}, average '
+          f'{_pct(summary["average_accuracy"])}, forgetting '
+          f'{_pct(summary["forgetting"])}, wall {result.wall_seconds:.1f} s; outputs in {out}')
+    return protocol, summary, result
+
+
+def aggregate_runs(summaries: Sequence[dict]) -> dict:
+    """Return the mean and standard deviation over runs (one summary.json each).
+
+    ``final_accuracy`` and ``average_accuracy`` get ``mean``, ``std`` (sample standard
+    deviation, ddof 1; 0 for one run) and ``runs``; the accuracy curve is averaged per
+    experience over the runs that evaluated it.
+    """
+    def stats(key: str) -> dict:
+        values = [s[key] for s in summaries if s.get(key) is not None]
+        return {'mean': float(np.mean(values)) if values else None,
+                'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                'runs': len(values), 'values': values}
+
+    curves: dict[int, list[float]] = {}
+    for summary in summaries:
+        for experience, value in summary['accuracy_curve']:
+            curves.setdefault(int(experience), []).append(value)
+    return {
+        'final_accuracy': stats('final_accuracy'),
+        'average_accuracy': stats('average_accuracy'),
+        'forgetting': stats('forgetting'),
+        'accuracy_curve_mean': [[k, float(np.mean(v)), float(np.std(v))]
+                                for k, v in sorted(curves.items())],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the protocol runner; return the exit code (0 ok, 2 bad input, 1 failure)."""
     args = parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format='[%(levelname)s] %(name)s: %(message)s')
+    runs = args.runs if args.filelists is not None else [None]
+    summaries = []
     try:
-        protocol = make_protocol(args)
-        if args.mode == 'fast':
-            result = run_fast(protocol, consolidate_every=args.consolidate_every,
-                              eval_every=args.eval_every)
-        else:
-            result = run_ros(protocol, args.out, bags_dir=args.bags,
-                             consolidate_every=args.consolidate_every,
-                             eval_every=args.eval_every, bag_format=args.bag_format)
-    except (ProtocolError, FileNotFoundError) as exc:
+        for run in runs:
+            out = args.out if len(runs) == 1 else args.out / f'run{run}'
+            protocol, summary, _ = _run_one(args, out, run)
+            summaries.append(summary)
+    except (ProtocolError, FilelistError, Core50Error, FileNotFoundError) as exc:
         print(f'run_protocol: {exc}', file=sys.stderr)
         return 2
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError, OSError) as exc:  # OSError: e.g. --out not writable
         print(f'run_protocol: failed: {exc}', file=sys.stderr)
         return 1
-    summary = write_outputs(args.out, protocol, result,
-                            {k: str(v) if isinstance(v, Path) else v
-                             for k, v in vars(args).items()})
-    print(f'{protocol.name} ({protocol.classes}), {result.mode} mode, seed {protocol.seed}: '
-          f'final accuracy {_pct(summary["final_accuracy"])}, average '
-          f'{_pct(summary["average_accuracy"])}, forgetting '
-          f'{_pct(summary["forgetting"])}, wall {result.wall_seconds:.1f} s; outputs in '
-          f'{args.out}')
+    if len(runs) > 1:
+        write_aggregate(args.out, protocol, summaries, runs, vars(args))
     return 0
+
+
+def write_aggregate(out: Path, protocol: Protocol, summaries: Sequence[dict],
+                    runs: Sequence[int], args: dict) -> dict:
+    """Write --out/summary.json and runs.csv over several runs; return the summary."""
+    aggregate = aggregate_runs(summaries)
+    summary = _plain({
+        'scenario': protocol.scenario, 'name': protocol.name, 'runs': list(runs),
+        'mode': summaries[0]['mode'], 'structure': 'official filelists',
+        **aggregate,
+        'filelists': {f'run{r}': s['protocol']['filelists'] for r, s in zip(runs, summaries)},
+        'published_final_accuracy': summaries[0]['published_final_accuracy'],
+        'args': {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
+    })
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / SUMMARY_NAME).open('w', encoding='utf-8') as stream:
+        json.dump(summary, stream, indent=1)
+        stream.write('\n')
+    with (out / AGGREGATE_CSV).open('w', newline='', encoding='utf-8') as stream:
+        writer = csv.writer(stream)
+        writer.writerow(['run', 'final_accuracy', 'average_accuracy', 'forgetting'])
+        for run, s in zip(runs, summaries):
+            writer.writerow([run, s['final_accuracy'], s['average_accuracy'], s['forgetting']])
+    final = aggregate['final_accuracy']
+    print(f'{protocol.name}, runs {runs[0]}-{runs[-1]} ({len(runs)}): final accuracy '
+          f'{_pct(final["mean"])} +- {_pct(final["std"])}; outputs in {out}')
+    return summary
 
 
 def _pct(value: float | None) -> str:
