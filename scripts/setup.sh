@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
-# Set up cl_core_ros on a machine without a ROS 2 install: a virtual environment (.venv) with the
-# ROS 2 wheels from PyPI, CPU torch, the pretrained weights and the other dependencies, then the
+# Set up cl_core_ros on a machine without a ROS 2 install: a virtual environment with the ROS 2
+# wheels from PyPI, CPU torch, the pretrained weights and the other dependencies, then the
 # package (interfaces, Python modules, node executables, launch and config files) built with
-# CMake and installed into .venv. Idempotent: a second run with nothing changed takes seconds.
-# Python sources are installed as symlinks, so edits are picked up without running this again.
+# CMake and installed into that environment. Idempotent: a second run with nothing changed takes
+# seconds. Python sources are installed as symlinks, so edits are picked up without running this
+# again.
+#
+# Usage: scripts/setup.sh [kilted|jazzy]   (default: kilted, or $CL_CORE_ROS_DISTRO)
+#   kilted: .venv        (rclpy 9, Fast DDS 3), built in build/cmake
+#   jazzy:  .venv-jazzy  (rclpy 7, Fast DDS 2.14), built in build/jazzy/cmake
+# Each distribution has its own environment and build folder; both can live side by side.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${CL_CORE_VENV:-$ROOT/.venv}
-BUILD=$ROOT/build/cmake
+DISTRO=${1:-${CL_CORE_ROS_DISTRO:-kilted}}
+case "$DISTRO" in
+  kilted) VENV=${CL_CORE_VENV:-$ROOT/.venv}; BUILD_ROOT=$ROOT/build; EXTRAS=ros-wheels,build ;;
+  jazzy) VENV=${CL_CORE_VENV:-$ROOT/.venv-jazzy}; BUILD_ROOT=$ROOT/build/jazzy
+         EXTRAS=ros-wheels-jazzy,build-jazzy ;;
+  *) echo "[setup] unknown ROS 2 distribution '$DISTRO' (kilted or jazzy)" >&2; exit 2 ;;
+esac
+BUILD=$BUILD_ROOT/cmake
 PYTHON_BIN=${PYTHON:-python3}
 cd "$ROOT"
+mkdir -p "$BUILD_ROOT"
 
-log() { printf '[setup] %s\n' "$*"; }
+log() { printf '[setup %s] %s\n' "$DISTRO" "$*"; }
 # pip warns once per package about index folders a machine's pip.conf names but lacks.
 quiet_pip() { grep -v 'is neither a file nor a directory' || true; }
 start=$(date +%s)
@@ -29,12 +42,12 @@ PY=$VENV/bin/python
 # 2. Dependencies, from setup.py (reinstalled only when setup.py or this script changes).
 deps_key=$(cat setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.cl_core_deps" 2>/dev/null)" != "$deps_key" ]; then
-  log 'installing dependencies (torch CPU, ROS 2 wheels, weights, tools)'
+  log "installing dependencies (torch CPU, ROS 2 $DISTRO wheels, weights, tools)"
   "$PY" -m pip install --quiet --disable-pip-version-check 'pip>=24' 'setuptools>=70' wheel \
     2>&1 | quiet_pip
   # --no-build-isolation: the build of our own wheel must not pull a second torch.
   "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
-    "$ROOT[ros-wheels,build,test]" 2>&1 | quiet_pip
+    "$ROOT[$EXTRAS,test]" 2>&1 | quiet_pip
   # 3. The ROS 2 wheels' CMake exports carry include paths of the machine that built them.
   py_inc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   np_inc=$("$PY" -c 'import numpy; print(numpy.get_include())')
@@ -54,13 +67,13 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
     -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DPython3_EXECUTABLE="$PY" -DPYTHON_EXECUTABLE="$PY" \
-    -DAMENT_CMAKE_SYMLINK_INSTALL=ON > "$ROOT/build/cmake-configure.log" 2>&1 \
-    || { cat "$ROOT/build/cmake-configure.log" >&2; exit 1; }
+    -DAMENT_CMAKE_SYMLINK_INSTALL=ON > "$BUILD_ROOT/cmake-configure.log" 2>&1 \
+    || { cat "$BUILD_ROOT/cmake-configure.log" >&2; exit 1; }
 fi
-cmake --build "$BUILD" -j"$(nproc)" > "$ROOT/build/cmake-build.log" 2>&1 \
-  || { tail -50 "$ROOT/build/cmake-build.log" >&2; exit 1; }
-cmake --install "$BUILD" > "$ROOT/build/cmake-install.log" 2>&1 \
-  || { tail -50 "$ROOT/build/cmake-install.log" >&2; exit 1; }
+cmake --build "$BUILD" -j"$(nproc)" > "$BUILD_ROOT/cmake-build.log" 2>&1 \
+  || { tail -50 "$BUILD_ROOT/cmake-build.log" >&2; exit 1; }
+cmake --install "$BUILD" > "$BUILD_ROOT/cmake-install.log" 2>&1 \
+  || { tail -50 "$BUILD_ROOT/cmake-install.log" >&2; exit 1; }
 
 # 5. numpy 2 beside the venv's numpy 1 (first on PYTHONPATH), for the tests that run the nodes'
 #    image conversions under numpy 2 (what newer ROS 2 installs bring).
@@ -73,5 +86,5 @@ if [ ! -d "$NUMPY2/numpy" ]; then
 fi
 
 "$PY" -c 'import cl_core_ros.msg, cl_core_ros.srv, cl_core_ros.core' \
-  || { echo '[setup] the installed package does not import' >&2; exit 1; }
+  || { echo "[setup $DISTRO] the installed package does not import" >&2; exit 1; }
 log "ready in $(( $(date +%s) - start )) s: $VENV"

@@ -28,7 +28,8 @@ def test_generated_interfaces_import_with_documented_fields():
                       model_version=3)
     assert pred.header.frame_id == '' and list(pred.scores) == pytest.approx([0.9])
     assert LearnerStatus.STATE_CONSOLIDATING == 3
-    assert set(LabelObject.Request.get_fields_and_field_types()) == {'label', 'num_frames'}
+    assert set(LabelObject.Request.get_fields_and_field_types()) == {'label', 'num_frames',
+                                                                    'add_to_batch'}
     assert {'success', 'message', 'class_id', 'is_new_class'} == set(
         LabelObject.Response.get_fields_and_field_types())
     assert 'training_seconds' in StartLearning.Response.get_fields_and_field_types()

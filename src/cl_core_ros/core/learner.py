@@ -19,7 +19,7 @@ lock; ``predict``/``encode`` only take a short lock to read the current model sn
 from collections.abc import Callable, Sequence
 import contextlib
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import itertools
 import logging
 import threading
@@ -141,7 +141,7 @@ class _Snapshot:
     rows: torch.Tensor  # read-out rows: scaled unit prototypes + CWR* residual (core.readout)
     known: torch.Tensor
     unit_prototypes: torch.Tensor  # normalised class means (capacity x D)
-    floors: torch.Tensor      # per-class similarity floors of the unknown verdict
+    spread_floors: torch.Tensor  # per-class lesson spreads (floors at unknown_ratio 1)
     names: dict[int, str]
     model_version: int
 
@@ -158,6 +158,11 @@ def _torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+TUNABLE = frozenset({'top_k', 'smoothing_window', 'unknown_threshold', 'unknown_ratio',
+                     'fast_epochs', 'deep_epochs'})
+"""LearnerConfig fields that :meth:`Learner.tune` changes on a running learner."""
 
 
 class Learner:
@@ -220,8 +225,7 @@ class Learner:
             self._inference_upper = (self._upper, inference_copy(self._upper))
         prototypes = self._prototypes.means()
         payload, labels = self._fast_memory.items()
-        floors = lesson_floors(self._prototypes.spreads(), self.config.unknown_ratio,
-                               payload.get('pool'), labels)
+        floors = lesson_floors(self._prototypes.spreads(), 1.0, payload.get('pool'), labels)
         capacity = self._head.capacity
         if prototypes.shape[0] < capacity:  # the head grew first: pad to its rows
             prototypes = torch.cat([prototypes, prototypes.new_zeros(
@@ -232,7 +236,7 @@ class Learner:
             rows=readout_rows(prototypes[:capacity], self._head.cw, self.config.readout_scale),
             known=self._head.known_mask(),
             unit_prototypes=torch.nn.functional.normalize(prototypes[:capacity], dim=1),
-            floors=floors[:capacity],
+            spread_floors=floors[:capacity],
             names=dict(self.labels.items()), model_version=self.model_version)
         with self._model_lock:
             self._snapshot = snapshot
@@ -316,9 +320,32 @@ class Learner:
             with self._smooth_lock:
                 probs, sims = self._smoother.push(probs, sims, snap.model_version)
         c = self.config
+        floors = (c.unknown_ratio * snap.spread_floors if c.unknown_ratio > 0
+                  else torch.zeros_like(snap.spread_floors))
         return decide(probs, sims, known=snap.known, names=snap.names, top_k=c.top_k,
-                      threshold=c.unknown_threshold, similarity_floors=snap.floors,
+                      threshold=c.unknown_threshold, similarity_floors=floors,
                       model_version=snap.model_version)
+
+    def tune(self, **changes) -> LearnerConfig:
+        """Change settings that take effect while the learner runs; return the new config.
+
+        Accepted (see :data:`TUNABLE`): ``top_k``, ``smoothing_window`` (restarts the average),
+        ``unknown_threshold`` and ``unknown_ratio`` from the next frame on, ``fast_epochs`` and
+        ``deep_epochs`` from the next update on. Raises ValueError for another field or an
+        invalid value (nothing changes then). Safe to call while frames are predicted and while
+        an update runs (that update keeps the settings it started with).
+        """
+        other = sorted(set(changes) - TUNABLE)
+        if other:
+            raise ValueError(f'cannot change {", ".join(other)} of a running learner '
+                             f'(only {", ".join(sorted(TUNABLE))})')
+        config = replace(self.config, **changes).validate()
+        with self._smooth_lock:
+            if config.smoothing_window != self.config.smoothing_window:
+                self._smoother = Smoother(config.smoothing_window)
+            self.config = config  # read once per frame/update: a frame sees old or new
+        logger.info('settings changed: %s', ', '.join(f'{k}={v!r}' for k, v in changes.items()))
+        return config
 
     def reset_smoothing(self) -> None:
         """Forget the smoothing history (e.g. when the camera view changes)."""

@@ -122,6 +122,7 @@ class Teacher:
         self._lock = threading.RLock()         # guards phase and gathering
         self._work = threading.Lock()          # one training/commit at a time
         self._stop_consolidation = threading.Event()
+        self._closing = False
         self._phase = Phase.IDLE
         self._gathering: _Gathering | None = None
         self._batch: list[_Gathering] = []  # earlier labels of a multi-label lesson
@@ -150,15 +151,22 @@ class Teacher:
             log.info('state: loaded version %d (%d classes)', result.info.version,
                      len(self.learner.labels))
 
-    def _commit(self, change: str) -> Outcome | None:
-        """Commit the learner state; on failure restore the stored one and return the error."""
+    def _commit(self, change: str, *, changed: bool = True) -> Outcome | None:
+        """Commit the learner state; on failure restore the stored one and return the error.
+
+        ``changed=False``: the learner holds exactly the stored state (a plain save), so a
+        failed commit leaves it as it is (and its model version too).
+        """
         try:
             info = self.store.commit(self.learner.state_dict(), change=change,
                                      classes=[n for _, n in self.learner.labels.items()])
         except (StateStoreError, OSError) as exc:
-            log.error('state: commit of %r failed: %s; restoring the stored version', change,
-                      exc)
-            self._restore_stored()
+            if changed:
+                log.error('state: commit of %r failed: %s; restoring the stored version',
+                          change, exc)
+                self._restore_stored()
+            else:
+                log.error('state: commit of %r failed: %s', change, exc)
             return Outcome(False, f'could not store the change ({exc}); nothing was changed')
         self._state_version = info.version
         return None
@@ -337,6 +345,8 @@ class Teacher:
         if len(self.learner.labels) == 0:
             return Outcome(False, 'nothing to consolidate (no classes yet)')
         with self._lock:
+            if self._closing:
+                return Outcome(False, 'shutting down')
             if self._phase != Phase.IDLE:
                 return Outcome(False, f'busy ({self._phase.name.lower()}); try again later')
             self._phase = Phase.CONSOLIDATING
@@ -345,6 +355,9 @@ class Teacher:
             with self._work, _torch_threads(self.consolidation_threads):
                 report = self.learner.consolidate(should_stop=self._stop_consolidation.is_set)
                 if report.stopped:
+                    if self._closing:
+                        return Outcome(False, 'interrupted: shutting down (the lessons stay '
+                                              'stored and pending)')
                     return Outcome(False, 'interrupted by a new lesson; will run again later')
                 failed = self._commit(f'consolidate {pending} lessons')
                 if failed:
@@ -363,7 +376,7 @@ class Teacher:
             'experiences': pending, 'seconds': report.seconds,
             'model_version': self.learner.model_version, 'state_version': self._state_version})
 
-    def _change(self, what: str, action) -> Outcome:
+    def _change(self, what: str, action, *, changes_model: bool = True) -> Outcome:
         """Apply a management change under the work lock and commit it."""
         with self._lock:
             if self._phase in (Phase.LEARNING,):
@@ -375,8 +388,8 @@ class Teacher:
             try:
                 action()
             except (ValueError, KeyError) as exc:
-                return Outcome(False, str(exc).strip('"\''))
-            failed = self._commit(what)
+                return Outcome(False, _reason(exc))
+            failed = self._commit(what, changed=changes_model)
             if failed:
                 return failed
         return Outcome(True, what, {'model_version': self.learner.model_version,
@@ -402,10 +415,14 @@ class Teacher:
 
     def save(self) -> Outcome:
         """Store the current state as a new version."""
-        return self._change('save', lambda: None)
+        return self._change('save', lambda: None, changes_model=False)
 
     def rollback(self, version: int = 0) -> Outcome:
-        """Make an earlier stored version current (stored as a new version)."""
+        """Make an earlier stored version current (stored as a new version).
+
+        A rollback that fails changes nothing: neither the model (nor its version) nor the
+        store's current version.
+        """
         with self._lock:
             if self._phase != Phase.IDLE:
                 return Outcome(False, f'busy ({self._phase.name.lower()}); try again later')
@@ -417,12 +434,21 @@ class Teacher:
                     return Outcome(False, 'no earlier version to roll back to')
                 version = max(older)
             try:
+                # Loaded into the learner only once the store has made it current: a store
+                # that refuses (no such version, damaged, another model, disk full) leaves
+                # both as they were.
                 info = self.store.rollback(version)
-                result = self.store.load_latest()
-                self.learner.load_state_dict(result.state)
             except (StateStoreError, ValueError, OSError) as exc:
-                self._restore_stored()
                 return Outcome(False, f'rollback to version {version} failed: {exc}')
+            try:
+                self.learner.load_state_dict(self.store.load_latest().state)
+            except (StateStoreError, ValueError, OSError, KeyError, RuntimeError) as exc:
+                # The learner is unchanged (load_state_dict swaps in only a complete state);
+                # store what it holds again so that store and model agree.
+                failed = self._commit(f'undo rollback to version {version}', changed=False)
+                reason = f'rollback to version {version} failed: {exc}'
+                return Outcome(False, reason if failed is None
+                               else f'{reason}; {failed.message}')
             self._state_version = info.version
         return Outcome(True, f'rolled back to version {version} (now version {info.version})',
                        {'model_version': self.learner.model_version,
@@ -476,6 +502,16 @@ class Teacher:
         return Outcome(True, f'imported {names} from {pack.origin} in {report.seconds:.2f} s',
                        details)
 
+    def shut_down(self) -> None:
+        """Stop a running consolidation and refuse new ones (the process is stopping).
+
+        Lessons not yet consolidated stay stored as pending and are consolidated after the
+        next start.
+        """
+        with self._lock:
+            self._closing = True
+            self._stop_consolidation.set()
+
     # ----- inference and status ---------------------------------------------------------------
     def status(self) -> Status:
         """Return a snapshot for the status topic and diagnostics."""
@@ -494,6 +530,13 @@ class Teacher:
                 last_consolidation_seconds=self._last_consolidation,
                 state_version=self._state_version,
                 last_consolidation_time=self._last_consolidation_time)
+
+
+def _reason(exc: Exception) -> str:
+    """Return the message of ``exc`` (a KeyError's own text, not its repr in quotes)."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
 
 
 def _shown(name) -> str:

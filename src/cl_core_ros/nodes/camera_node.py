@@ -34,37 +34,58 @@ from cl_core_ros.nodes.image_conversion import (
     image_to_rgb,
     rgb_to_image,
 )
-from cl_core_ros.nodes.params import declare, Param, ParameterError
-from cl_core_ros.nodes.runtime import spin_nodes
+from cl_core_ros.nodes.params import declare, on_set, Param, ParameterError
+from cl_core_ros.nodes.runtime import set_timer_period, spin_nodes
 
 try:  # rclpy >= Iron
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
+SUBSCRIPTIONS = 'the image subscriptions are made with it at start-up'
+
 PARAMS = [
     Param('output_size', 192, 'Side in pixels of the square frames published on `frames`.',
-          min=16, max=1024),
+          min=16, max=1024, fixed="it must match the learner's input_size, which shapes its "
+          'model'),
     Param('crop_size', 0, 'Side of the centred square to crop; 0 = the largest centred square.',
-          min=0, max=16384),
+          min=0, max=16384, runtime=True),
     Param('roi', [0, 0, 0, 0], 'Region to crop instead, as [x, y, width, height] in pixels; '
-          'all zeros = centre crop.'),
+          'all zeros = centre crop.', runtime=True),
     Param('max_rate', 10.0, 'Most frames per second to publish (the rest are dropped).',
-          min=0.1, max=240.0),
+          min=0.1, max=240.0, runtime=True),
     Param('max_pixels', 40_000_000, 'Larger input images are dropped (protects memory).',
-          min=1, max=400_000_000),
+          min=1, max=400_000_000, runtime=True),
     Param('max_compressed_bytes', 20_000_000, 'Larger compressed images are dropped.',
-          min=1, max=400_000_000),
+          min=1, max=400_000_000, runtime=True),
     Param('qos.reliability', 'best_effort', 'Reliability of the image subscriptions: '
           'best_effort (sensor data; takes best-effort and reliable publishers) or reliable '
           '(only reliable publishers; large raw frames then arrive on a default Fast DDS '
-          'set-up).', choices=('best_effort', 'reliable')),
-    Param('qos.depth', 5, 'History depth of the image subscriptions.', min=1, max=1000),
+          'set-up).', choices=('best_effort', 'reliable'), fixed=SUBSCRIPTIONS),
+    Param('qos.depth', 5, 'History depth of the image subscriptions.', min=1, max=1000,
+          fixed=SUBSCRIPTIONS),
     Param('input_timeout', 5.0, 'Seconds with a publisher on the image topics and no image '
-          'received before a warning and a diagnostics entry say so.', min=0.5, max=3600.0),
+          'received before a warning and a diagnostics entry say so.', min=0.5, max=3600.0,
+          runtime=True),
     Param('diagnostics_period', 1.0, 'Seconds between /diagnostics messages (frame counts, '
-          'drops per reason).', min=0.1, max=3600.0),
+          'drops per reason).', min=0.1, max=3600.0, runtime=True),
 ]
+
+
+def region_from_roi(roi: list[int]) -> Region | None:
+    """Return the crop region of a ``roi`` parameter value (None: all zeros, centre crop).
+
+    Raises ParameterError unless it is 4 non-negative ints with width and height both set or
+    all four zero.
+    """
+    roi = [int(v) for v in roi]
+    if len(roi) != 4 or any(v < 0 for v in roi):
+        raise ParameterError(f"parameter 'roi' must be 4 non-negative ints [x, y, w, h], "
+                             f'got {roi}')
+    if (roi[2] > 0) != (roi[3] > 0) or (roi[2] == 0 and any(roi[:2])):
+        raise ParameterError(f"parameter 'roi' = {roi} needs both a width and a height "
+                             '(or all zeros for the centre crop)')
+    return Region(*roi) if roi[2] > 0 else None
 
 
 class CameraNode(Node):
@@ -73,10 +94,7 @@ class CameraNode(Node):
     def __init__(self, **kwargs):
         super().__init__('camera', **kwargs)
         cfg = declare(self, PARAMS)
-        roi = [int(v) for v in cfg['roi']]
-        if len(roi) != 4 or any(v < 0 for v in roi):
-            raise ParameterError("parameter 'roi' must be 4 non-negative ints [x, y, w, h]")
-        self._region = Region(*roi) if roi[2] > 0 and roi[3] > 0 else None
+        self._region = region_from_roi(cfg['roi'])
         self._crop_size = cfg['crop_size']
         self._size = cfg['output_size']
         self._min_period = 1.0 / cfg['max_rate']
@@ -113,13 +131,34 @@ class CameraNode(Node):
                                                              self._on_compressed),
                                      image_qos, event_callbacks=events)]
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(cfg['diagnostics_period'],
-                          self.guard.timer('diagnostics', self._publish_diagnostics))
-        self.create_timer(min(1.0, self._input_timeout / 2),
-                          self.guard.timer('input_check', self._check_input))
+        self._diag_timer = self.create_timer(
+            cfg['diagnostics_period'], self.guard.timer('diagnostics', self._publish_diagnostics))
+        self._input_timer = self.create_timer(min(1.0, self._input_timeout / 2),
+                                              self.guard.timer('input_check', self._check_input))
+        on_set(self, PARAMS, cfg, apply=self._apply_params,
+               cross_check=lambda values: region_from_roi(values['roi']))
         self.get_logger().info(
             f'camera: {self._size}x{self._size} frames at <= {cfg["max_rate"]} Hz, '
             f'region {self._region or "centre"}, {self._reliability} image subscriptions')
+
+    def _apply_params(self, changes: dict) -> None:
+        """Put validated parameter changes into effect from the next image on."""
+        if 'roi' in changes:
+            self._region = region_from_roi(changes['roi'])
+        if 'crop_size' in changes:
+            self._crop_size = changes['crop_size']
+        if 'max_rate' in changes:
+            self._min_period = 1.0 / changes['max_rate']
+            self._next_time = 0.0
+        if 'max_pixels' in changes:
+            self._max_pixels = changes['max_pixels']
+        if 'max_compressed_bytes' in changes:
+            self._max_bytes = changes['max_compressed_bytes']
+        if 'diagnostics_period' in changes:
+            set_timer_period(self._diag_timer, changes['diagnostics_period'])
+        if 'input_timeout' in changes:
+            self._input_timeout = changes['input_timeout']
+            set_timer_period(self._input_timer, min(1.0, self._input_timeout / 2))
 
     def _on_image(self, msg: Image) -> None:
         self._handle(msg, lambda: image_to_rgb(msg, max_pixels=self._max_pixels))

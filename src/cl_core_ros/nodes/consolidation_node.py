@@ -33,21 +33,23 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from cl_core_ros.core.idle_clock import IdleClock
 from cl_core_ros.msg import LearnerStatus
 from cl_core_ros.nodes.callback_guard import CallbackGuard
-from cl_core_ros.nodes.params import declare, Param
-from cl_core_ros.nodes.runtime import spin_nodes
+from cl_core_ros.nodes.params import declare, on_set, Param
+from cl_core_ros.nodes.runtime import set_timer_period, spin_nodes
 from cl_core_ros.srv import Consolidate
 
 PARAMS = [
-    Param('period', 30.0, 'Seconds (node clock) between checks.', min=0.1, max=86400.0),
+    Param('period', 30.0, 'Seconds (node clock) between checks.', min=0.1, max=86400.0,
+          runtime=True),
     Param('min_new_experiences', 1, 'Lessons that must be waiting before consolidating.',
-          min=1, max=100000),
+          min=1, max=100000, runtime=True),
     Param('min_idle_seconds', 5.0, 'The learner must have been idle this long (node clock).',
-          min=0.0, max=86400.0),
-    Param('learner', 'learner', 'Name of the learner node (relative: same namespace).'),
+          min=0.0, max=86400.0, runtime=True),
+    Param('learner', 'learner', 'Name of the learner node (relative: same namespace).',
+          fixed="the learner's status subscription and service client are made at start-up"),
     Param('enabled', True, 'Set false to only consolidate on explicit service calls.',
-          read_only=False),
+          runtime=True),
     Param('diagnostics_period', 5.0, 'Seconds between /diagnostics messages (runs, callback '
-          'errors).', min=0.1, max=3600.0),
+          'errors).', min=0.1, max=3600.0, runtime=True),
 ]
 
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -98,8 +100,10 @@ class ConsolidationNode(Node):
         self._last_check: tuple[float, float] | None = None
         self._last_diagnostics = -1e18
         self._diagnostics_period = cfg['diagnostics_period']
-        self.create_timer(min(POLL_SECONDS, self._period), self.guard.timer('poll', self._on_poll),
-                          callback_group=group, clock=self._steady)
+        self._poll_timer = self.create_timer(
+            min(POLL_SECONDS, self._period), self.guard.timer('poll', self._on_poll),
+            callback_group=group, clock=self._steady)
+        on_set(self, PARAMS, cfg, apply=self._apply_params)
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
                           on_clock_change=True),
@@ -107,6 +111,19 @@ class ConsolidationNode(Node):
         self.get_logger().info(
             f'consolidation: every {cfg["period"]} s when >= {self._min_new} lessons wait and '
             f'the learner has been idle {cfg["min_idle_seconds"]} s')
+
+    def _apply_params(self, changes: dict) -> None:
+        """Put validated parameter changes into effect (the next poll uses them)."""
+        if 'min_new_experiences' in changes:
+            self._min_new = changes['min_new_experiences']
+        if 'min_idle_seconds' in changes:
+            self._min_idle = changes['min_idle_seconds']
+        if 'diagnostics_period' in changes:
+            self._diagnostics_period = changes['diagnostics_period']
+        if 'period' in changes:
+            self._period = changes['period']
+            self._idle.stall_after = self._period
+            set_timer_period(self._poll_timer, min(POLL_SECONDS, self._period))
 
     # ----- clocks ------------------------------------------------------------------------------
     def _now(self) -> tuple[float, float]:

@@ -46,8 +46,8 @@ from cl_core_ros.nodes.fleet import Fleet
 from cl_core_ros.nodes.frame_inbox import FrameInbox
 from cl_core_ros.nodes.image_conversion import FrameError, image_to_rgb, rgb_to_image
 from cl_core_ros.nodes.label_drawing import draw_prediction
-from cl_core_ros.nodes.params import declare, Param, ParameterError
-from cl_core_ros.nodes.runtime import spin_nodes
+from cl_core_ros.nodes.params import declare, on_set, Param, ParameterError
+from cl_core_ros.nodes.runtime import set_timer_period, spin_nodes
 from cl_core_ros.srv import (
     Consolidate,
     ExportClasses,
@@ -60,70 +60,101 @@ from cl_core_ros.srv import (
     StartLearning,
 )
 
+MODEL = 'it shapes the model, and the stored state is made for it'
+MEMORY = 'the replay memories are sized with it and stored with the state'
+FLEET = 'the /lessons publisher and subscription are made with it when the node starts'
+THREADS = "torch's thread pool of the process is sized with it at start-up"
+
 PARAMS = [
     Param('backbone', 'efficientnet_lite0', 'Feature extractor.',
-          choices=('efficientnet_lite0', 'mobilenet_v1')),
+          choices=('efficientnet_lite0', 'mobilenet_v1'), fixed=MODEL),
     Param('mobilenet_weights', '', 'Weights file (.safetensors or state_dict) for '
-          'mobilenet_v1; no registry ships them.'),
+          'mobilenet_v1; no registry ships them.', fixed=MODEL),
     Param('input_size', 192, 'Side of the square model input in pixels (the output_size of '
-          'the camera node should match).', min=64, max=512),
+          'the camera node should match).', min=64, max=512, fixed=MODEL),
     Param('centre_sigma', 0.18, 'Centre-weighted pooling of the last feature map (Gaussian '
           'width, fraction of its side); 0 = global average pooling (states stored before '
-          'this parameter existed were made with 0).', min=0.0, max=10.0),
+          'this parameter existed were made with 0).', min=0.0, max=10.0, fixed=MODEL),
     Param('surround_weight', 1.0, 'Share of the border ring of the last feature map '
           'subtracted from the centre-weighted feature (centre-surround pooling); 0 = none '
-          '(states stored before this parameter existed were made with 0).', min=0.0, max=4.0),
+          '(states stored before this parameter existed were made with 0).', min=0.0, max=4.0,
+          fixed=MODEL),
     Param('state_dir', '', 'Directory of the durable learner state; empty = '
-          '$ROS_HOME/cl_core_ros/state.'),
-    Param('state_keep', 5, 'Stored versions to keep (for rollback).', min=1, max=1000),
-    Param('max_classes', 1000, 'Most classes the robot may learn.', min=1, max=100000),
+          '$ROS_HOME/cl_core_ros/state.', fixed='the state store is opened at start-up'),
+    Param('state_keep', 5, 'Stored versions to keep (for rollback); older ones are removed at '
+          'the next commit.', min=1, max=1000, runtime=True),
+    Param('max_classes', 1000, 'Most classes the robot may learn.', min=1, max=100000,
+          fixed='the label registry is sized with it'),
     Param('gather.frames', 100, 'Frames gathered per label_object call by default.',
-          min=1, max=1000),
+          min=1, max=1000, runtime=True),
     Param('gather.rate', 5.0, 'Frames per second gathered (the CORe app uses 5).',
-          min=0.1, max=60.0),
-    Param('gather.min_frames', 5, 'Frames needed before start_learning accepts.',
-          min=1, max=1000),
+          min=0.1, max=60.0, runtime=True),
+    Param('gather.min_frames', 5, 'Frames needed before start_learning accepts (at most '
+          'gather.frames).', min=1, max=1000, runtime=True),
     Param('gather.timeout', 60.0, 'Gathering is cancelled after this many seconds without a '
-          'frame.', min=1.0, max=3600.0),
-    Param('inference.max_rate', 30.0, 'Most predictions per second.', min=0.1, max=1000.0),
+          'frame.', min=1.0, max=3600.0, runtime=True),
+    Param('inference.max_rate', 30.0, 'Most predictions per second.', min=0.1, max=1000.0,
+          runtime=True),
     Param('inference.threads', 1, 'CPU threads of the inference thread (one frame at a time '
           'gains little from more and competes with the camera and DDS); 0 = num_threads.',
-          min=0, max=256),
-    Param('inference.top_k', 3, 'Predictions per message.', min=1, max=20),
-    Param('inference.smoothing_window', 6, 'Frames whose scores are averaged.', min=1,
-          max=100),
+          min=0, max=256, runtime=True),
+    Param('inference.top_k', 3, 'Predictions per message.', min=1, max=20, runtime=True),
+    Param('inference.smoothing_window', 6, 'Frames whose scores are averaged (a change '
+          'restarts the average).', min=1, max=100, runtime=True),
     Param('inference.unknown_threshold', 0.0, 'Below this smoothed top-1 score the frame is '
-          '"unknown" (0 = off).', min=0.0, max=1.0),
+          '"unknown" (0 = off).', min=0.0, max=1.0, runtime=True),
     Param('inference.unknown_ratio', 0.45, 'A frame is "unknown" when its smoothed similarity '
           'to the top-1 class is under this share of the similarity that the lesson frames of '
-          'that class reach (5th percentile); 0 = off.', min=0.0, max=1.0),
+          'that class reach (5th percentile); 0 = off.', min=0.0, max=1.0, runtime=True),
     Param('replay.fast_size', 500, 'Pool-level replay patterns (class-balanced).', min=0,
-          max=100000),
+          max=100000, fixed=MEMORY),
     Param('replay.deep_size', 1500, 'Deep-level replay patterns for consolidation.', min=0,
-          max=100000),
-    Param('training.fast_epochs', 8, 'Epochs of the fast (head-only) update.', min=1, max=100),
-    Param('training.deep_epochs', 4, 'Epochs of the deep consolidation.', min=1, max=100),
-    Param('num_threads', 0, 'CPU threads for torch; 0 = torch default.', min=0, max=256),
+          max=100000, fixed=MEMORY),
+    Param('training.fast_epochs', 8, 'Epochs of the fast (head-only) update (from the next '
+          'lesson on).', min=1, max=100, runtime=True),
+    Param('training.deep_epochs', 4, 'Epochs of the deep consolidation (from the next one '
+          'on).', min=1, max=100, runtime=True),
+    Param('num_threads', 0, 'CPU threads for torch; 0 = torch default.', min=0, max=256,
+          fixed=THREADS),
     Param('consolidation_threads', 1, 'CPU threads for the deep consolidation (fewer than the '
           'cores, so that inference keeps running meanwhile); 0 = num_threads.', min=0,
-          max=256),
-    Param('annotated_image', True, 'Publish ~/annotated_image.', read_only=False),
+          max=256, runtime=True),
+    Param('annotated_image', True, 'Publish ~/annotated_image.', runtime=True),
     Param('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', min=0.1,
-          max=3600.0),
-    Param('max_pixels', 40_000_000, 'Larger frames are dropped.', min=1, max=400_000_000),
+          max=3600.0, runtime=True),
+    Param('max_pixels', 40_000_000, 'Larger frames are dropped.', min=1, max=400_000_000,
+          runtime=True),
     Param('fleet.share', False, 'Publish a lesson pack of every lesson taught here, once '
-          'stored, on the latched /lessons topic.'),
+          'stored, on the latched /lessons topic.', fixed=FLEET),
     Param('fleet.accept', [], 'Learners whose packs on /lessons are imported: fully '
-          'qualified names (/robot_a/learner), namespaces (/robot_a) or *; empty = none.'),
+          'qualified names (/robot_a/learner), namespaces (/robot_a) or *; empty = none.',
+          fixed=FLEET),
     Param('fleet.on_clash', 'merge', 'What a class received on /lessons does when its label '
-          'is already a class here.', choices=CLASH_POLICIES),
+          'is already a class here.', choices=CLASH_POLICIES, fixed=FLEET),
     Param('fleet.history', 20, 'Packs kept on /lessons for learners that start later.',
-          min=1, max=1000),
+          min=1, max=1000, fixed=FLEET),
 ]
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+# Node parameters that the core learner applies itself (Learner.tune), by LearnerConfig field.
+TUNED_IN_CORE = {
+    'inference.top_k': 'top_k', 'inference.smoothing_window': 'smoothing_window',
+    'inference.unknown_threshold': 'unknown_threshold',
+    'inference.unknown_ratio': 'unknown_ratio', 'training.fast_epochs': 'fast_epochs',
+    'training.deep_epochs': 'deep_epochs',
+}
+
+
+def cross_check(p: dict) -> None:
+    """Raise ParameterError for values that do not work together."""
+    if p['gather.min_frames'] > p['gather.frames']:
+        raise ParameterError(
+            f"parameter 'gather.min_frames' = {p['gather.min_frames']} is more than "
+            f"'gather.frames' = {p['gather.frames']}: a default lesson could never be learned")
 
 
 def config_from_params(p: dict) -> LearnerConfig:
@@ -151,6 +182,7 @@ class LearnerNode(Node):
     def __init__(self, **kwargs):
         super().__init__('learner', **kwargs)
         p = declare(self, PARAMS)
+        cross_check(p)
         self._p = p
         _route_core_logs(self)
         state_dir = p['state_dir'] or str(default_state_dir())
@@ -165,6 +197,7 @@ class LearnerNode(Node):
             self.get_logger().warning(f'state: {problem}')
         self._latest = None  # (rgb, header, monotonic receive time); inference thread only
         self._running = True
+        self._inference_threads = None  # applied by the inference thread (a per-thread setting)
         self._min_period = 1.0 / p['inference.max_rate']
         self._latencies: deque[float] = deque(maxlen=200)
         self._pred_times: deque[float] = deque(maxlen=200)
@@ -207,16 +240,38 @@ class LearnerNode(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(0.2, guard.timer('status', self._publish_status),
                           callback_group=timers, clock=steady)
-        self.create_timer(p['diagnostics_period'],
-                          guard.timer('diagnostics', self._publish_diagnostics),
-                          callback_group=timers, clock=steady)
+        self._diag_timer = self.create_timer(
+            p['diagnostics_period'], guard.timer('diagnostics', self._publish_diagnostics),
+            callback_group=timers, clock=steady)
         self._inbox = FrameInbox(self, 'frames', guard.subscription('frames', self._on_frame))
         self._worker = threading.Thread(target=self._inference_loop, name='inference',
                                         daemon=True)
         self._worker.start()
+        on_set(self, PARAMS, p, apply=self._apply_params, cross_check=cross_check)
         self.get_logger().info(
             f'learner: {p["backbone"]} {p["input_size"]}px, {len(self.learner.labels)} '
             f'classes, state {state_dir} (version {self.teacher.status().state_version})')
+
+    def _apply_params(self, changes: dict) -> None:
+        """Put validated parameter changes into effect (see PARAMS: the runtime ones)."""
+        core = {TUNED_IN_CORE[k]: v for k, v in changes.items() if k in TUNED_IN_CORE}
+        if core:
+            self.learner.tune(**core)
+        teacher = self.teacher
+        for name, attribute in (('gather.frames', 'default_frames'),
+                                ('gather.rate', 'gather_rate'),
+                                ('gather.min_frames', 'min_frames'),
+                                ('consolidation_threads', 'consolidation_threads')):
+            if name in changes:
+                setattr(teacher, attribute, changes[name])
+        if 'state_keep' in changes:
+            teacher.store.keep = changes['state_keep']
+        if 'inference.max_rate' in changes:
+            self._min_period = 1.0 / changes['inference.max_rate']
+        if 'diagnostics_period' in changes:
+            set_timer_period(self._diag_timer, changes['diagnostics_period'])
+        # gather.timeout, max_pixels, inference.threads and annotated_image are read from
+        # self._p (updated by on_set) where they are used.
 
     # ----- frames and inference ------------------------------------------------------------
     def _on_frame(self, msg: Image) -> None:
@@ -232,12 +287,21 @@ class LearnerNode(Node):
             return
         self._latest = (rgb, msg.header, now)
 
+    def _set_inference_threads(self) -> None:
+        """Apply ``inference.threads`` to this thread (torch's setting is per thread)."""
+        wanted = self._p['inference.threads']
+        if wanted != self._inference_threads:
+            if self._inference_threads is None:
+                self._default_threads = torch.get_num_threads()
+            torch.set_num_threads(wanted or self._default_threads)
+            self._inference_threads = wanted
+
     def _inference_loop(self) -> None:
-        if self._p['inference.threads']:  # per-thread setting: training keeps its own
-            torch.set_num_threads(self._p['inference.threads'])
+        self._set_inference_threads()
         last = 0.0
         try:
             while self._running:
+                self._set_inference_threads()
                 wait = self._min_period - (time.monotonic() - last)
                 if wait > 0 and not self.teacher.wants_frame():
                     time.sleep(wait)  # before taking a frame, so that it is the newest
@@ -268,7 +332,7 @@ class LearnerNode(Node):
             header=header, labels=list(pred.labels), class_ids=[int(c) for c in pred.class_ids],
             scores=[float(s) for s in pred.scores], unknown=bool(pred.unknown),
             model_version=int(pred.model_version), inference_seconds=float(done - start)))
-        if (self.get_parameter('annotated_image').value
+        if (self._p['annotated_image']
                 and self._annotated_pub.get_subscription_count() > 0):  # drawing is not free
             self._annotated_pub.publish(rgb_to_image(_annotate(rgb, pred), header))
         if gathered:
@@ -430,9 +494,14 @@ class LearnerNode(Node):
             values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])]
         self._diag_pub.publish(msg)
 
-    def close(self) -> None:
-        """Stop the inference and fleet threads."""
+    def begin_shutdown(self) -> None:
+        """Stop a running consolidation and the inference loop (the process is stopping)."""
+        self.teacher.shut_down()
         self._running = False
+
+    def close(self) -> None:
+        """Stop the inference and fleet threads and the frame subscription (before rclpy)."""
+        self.begin_shutdown()
         self._worker.join(timeout=5.0)
         self.fleet.close()
 

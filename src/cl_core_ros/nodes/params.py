@@ -1,15 +1,30 @@
 """Declare node parameters once, with descriptions and ranges, and read them back validated.
 
 Every node lists its parameters as :class:`Param` specs. :func:`declare` declares them with a
-``ParameterDescriptor`` (description, integer/float range, read-only where a change at runtime
-would make no sense) and returns their values; an out-of-range or wrongly typed value raises
-:class:`ParameterError` naming the parameter, so a node refuses to start with a clear message.
+``ParameterDescriptor`` (description, integer/float range) and returns their values; an
+out-of-range or wrongly typed value raises :class:`ParameterError` naming the parameter, so a
+node refuses to start with a clear message.
+
+:func:`on_set` makes the ``runtime`` ones settable while the node runs (``ros2 param set``,
+rqt_reconfigure): every change is checked (type, range, choices, then the node's cross-checks
+on the values it would have together) and answered with the reason when refused; accepted
+changes are handed to the node to apply. A parameter that cannot change while the node runs
+is refused by the same callback with the reason it is fixed (e.g. it shapes the model), which
+``ros2 param describe`` shows too. (Such parameters are not marked ``read_only`` in their
+descriptor: rclpy would then refuse them with a bare "read-only parameter" before any callback
+could say why.)
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.exceptions import (
     InvalidParameterTypeException,
     InvalidParameterValueException,
@@ -25,7 +40,11 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: name, default, description, optional range or choices."""
+    """One parameter: name, default, description, optional range or choices.
+
+    ``runtime``: settable while the node runs (see :func:`on_set`); otherwise fixed while it
+    runs, and ``fixed`` says why (shown by ``ros2 param describe`` and in refusals).
+    """
 
     name: str
     default: Any
@@ -33,14 +52,24 @@ class Param:
     min: float | None = None
     max: float | None = None
     choices: tuple[str, ...] | None = None
-    read_only: bool = True
+    runtime: bool = False
+    fixed: str = 'it is read once at start-up'
+
+    @property
+    def read_only(self) -> bool:
+        """True if the parameter cannot change while the node runs."""
+        return not self.runtime
 
     def descriptor(self) -> ParameterDescriptor:
         """Return the ROS descriptor that documents and constrains this parameter."""
         text = self.description
         if self.choices:
             text += ' One of: ' + ', '.join(self.choices) + '.'
-        desc = ParameterDescriptor(description=text, read_only=self.read_only)
+        if self.read_only:
+            text += f' Fixed while the node runs ({self.fixed}): set it in the parameters file.'
+        else:
+            text += ' Settable while the node runs.'
+        desc = ParameterDescriptor(description=text)
         if self.min is not None and self.max is not None:
             if isinstance(self.default, bool):
                 pass
@@ -56,7 +85,12 @@ class Param:
         """Return ``value`` if this parameter accepts it, else raise :class:`ParameterError`."""
         if isinstance(self.default, float) and isinstance(value, int):
             value = float(value)
-        if _string_array(self.default) and isinstance(value, list | tuple):
+        if isinstance(self.default, list) and not isinstance(value, str):
+            try:  # rclpy hands array parameters over as array.array or a list
+                value = list(value)
+            except TypeError:
+                pass
+        if _string_array(self.default) and isinstance(value, list):
             if not all(isinstance(item, str) for item in value):
                 raise ParameterError(f"parameter '{self.name}' must be a list of strings, "
                                      f'got {value!r}')
@@ -95,3 +129,43 @@ def declare(node: Node, specs: list[Param]) -> dict[str, Any]:
             value = list(spec.default)
         values[spec.name] = spec.check(value)
     return values
+
+
+def on_set(node: Node, specs: list[Param], values: dict[str, Any], *,
+           apply: Callable[[dict[str, Any]], None],
+           cross_check: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Accept changes of the ``runtime`` parameters of ``specs`` while ``node`` runs.
+
+    ``values`` (as returned by :func:`declare`) is kept up to date. For every request the
+    parameters are checked one by one (:meth:`Param.check`), then ``cross_check(new_values)``
+    may raise :class:`ParameterError` for combinations that do not work; a refusal answers
+    ``successful: false`` with the reason and changes nothing. Then ``apply(changes)`` (a dict
+    of the changed values) puts them into effect. Parameters not in ``specs`` (e.g.
+    ``use_sim_time``) are left to rclpy.
+    """
+    by_name = {spec.name: spec for spec in specs}
+
+    def callback(parameters) -> SetParametersResult:
+        changes: dict[str, Any] = {}
+        try:
+            for param in parameters:
+                spec = by_name.get(param.name)
+                if spec is None:
+                    continue
+                if spec.read_only:
+                    raise ParameterError(f"parameter '{spec.name}' cannot change while the node "
+                                         f'runs: {spec.fixed}')
+                changes[spec.name] = spec.check(param.value)
+            if changes and cross_check is not None:
+                cross_check({**values, **changes})
+        except ParameterError as exc:
+            node.get_logger().warning(f'parameter change refused: {exc}')
+            return SetParametersResult(successful=False, reason=str(exc))
+        if changes:
+            apply(changes)
+            values.update(changes)
+            node.get_logger().info('parameters changed: ' + ', '.join(
+                f'{k} = {v!r}' for k, v in changes.items()))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(callback)
