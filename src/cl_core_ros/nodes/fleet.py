@@ -92,7 +92,9 @@ class Fleet:
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._pub = node.create_publisher(LessonPackMsg, LESSONS_TOPIC, qos)
         if self.accept:
-            node.create_subscription(LessonPackMsg, LESSONS_TOPIC, self._on_pack, qos,
+            guard = getattr(node, 'guard', None)  # the node's CallbackGuard counts the rest
+            on_pack = guard.subscription('lessons', self._on_pack) if guard else self._on_pack
+            node.create_subscription(LessonPackMsg, LESSONS_TOPIC, on_pack, qos,
                                      callback_group=callback_group)
         self._lessons: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._share_loop, name='fleet-share',
