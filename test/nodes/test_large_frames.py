@@ -98,3 +98,14 @@ def test_a_publisher_whose_qos_never_matches_is_reported(start_node, ros_env, pr
     pub = probe.node.create_publisher(Image, '/image_raw', 10)  # reliable: it matches
     probe.spin_until(lambda: pub.publish(frame) or _camera(diags).get('input') == 'ok'
                      and int(_camera(diags)['received']) > 0, 60, 'frames from a reliable one')
+
+
+def test_a_lost_count_no_stream_could_reach_counts_as_one_loss():
+    # Fast DDS 2.14 (Jazzy) was seen reporting 4294967297 frames lost in one run of a test.
+    from types import SimpleNamespace
+
+    from cl_core_ros.nodes.camera_node import CameraNode
+    node = SimpleNamespace(lost=0)
+    for change in (1, 3, 4294967297, 2**31, 0, -5):
+        CameraNode._on_message_lost(node, SimpleNamespace(total_count_change=change))
+    assert node.lost == 1 + 3 + 1 + 1 + 1 + 1

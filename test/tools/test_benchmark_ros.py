@@ -9,17 +9,21 @@ import pytest
 
 @pytest.mark.slow
 @pytest.mark.ros
+# Raw 640x480 frames go reliable: under the benchmark's load, Jazzy's Fast DDS 2.14 loses most
+# best-effort ones (README: Large frames); the JPEG stream stays best effort.
 @pytest.mark.parametrize('encoding', ['raw', 'jpeg'])
 def test_benchmark_ros_measures_every_phase(tmp_path, encoding):
     out = tmp_path / 'bench'
     proc = subprocess.run(
         [sys.executable, '-m', 'cl_core_ros.tools.benchmark_ros', '--out', str(out),
          '--seconds', '1.5', '--warmup', '0', '--lessons', '1', '--gather-frames', '5',
-         '--fps', '15', *(['--jpeg'] if encoding == 'jpeg' else [])],
+         '--fps', '15',
+         *(['--jpeg'] if encoding == 'jpeg' else ['--reliability', 'reliable'])],
         capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((out / 'benchmark_ros.json').read_text())
     assert result['frame'] == ('jpeg 640x480' if encoding == 'jpeg' else '640x480 rgb8')
+    assert result['reliability'] == ('best_effort' if encoding == 'jpeg' else 'reliable')
     phases = {row['phase']: row for row in result['phases']}
     assert list(phases) == ['idle', 'gathering', 'learning', 'consolidating', 'idle after']
     for name in ('idle', 'gathering', 'idle after'):

@@ -100,3 +100,16 @@ def test_no_answer_is_a_timeout_and_the_request_is_dropped(spun, server):
     with pytest.raises(TimeoutError, match='waiting for the answer of /svc'):
         call_service(spun, Trigger, '/svc', Trigger.Request(), 2.0)
     assert time.monotonic() - began < 10
+
+
+def test_a_server_replaced_while_the_service_never_left_the_graph_is_asked_again(spun, server):
+    # The new server is up before the one that took the request leaves: the service is
+    # offered all along, yet the request can only be answered by asking the new server.
+    def replace(proc):
+        server('answer')
+        proc.stop()
+
+    thread, outcome = _hang_then(spun, server, replace, gone_after=1.0, resend=True)
+    thread.join(90)
+    assert outcome.get('answer') is not None, outcome
+    assert outcome['answer'].success and outcome['seconds'] < 30

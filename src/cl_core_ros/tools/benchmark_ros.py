@@ -17,6 +17,7 @@ All traffic stays on loopback (own domain id, Fast DDS profile bound to 127.0.0.
 """
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -46,11 +47,16 @@ def parse_args(argv):
     p.add_argument('--jpeg', action='store_true',
                    help='Stream JPEG sensor_msgs/CompressedImage on image_raw/compressed '
                         '(quality 90) instead of raw rgb8.')
+    p.add_argument('--reliability', choices=('best_effort', 'reliable'), default='best_effort',
+                   help='QoS reliability of the stream and of the camera node\'s image '
+                   'subscriptions (qos.reliability); best_effort is what camera drivers send '
+                   'with sensor-data QoS.')
     p.add_argument('--stream', action='store_true', help=argparse.SUPPRESS)  # the sender
     return p.parse_args(argv)
 
 
-def run_stream(fps: float, counter_path: Path, jpeg: bool = False) -> int:
+def run_stream(fps: float, counter_path: Path, jpeg: bool = False,
+               reliability: str = 'best_effort') -> int:
     """Publish 640x480 frames of a photo object at ``fps``, stamped now.
 
     Raw rgb8 on ``image_raw``, or with ``jpeg`` JPEG on ``image_raw/compressed``.
@@ -61,11 +67,14 @@ def run_stream(fps: float, counter_path: Path, jpeg: bool = False) -> int:
     import cv2
     import rclpy
     from rclpy.executors import ExternalShutdownException
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.qos import qos_profile_sensor_data, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import String
 
     from cl_core_ros.data.photos import render_frames
+    qos = copy.copy(qos_profile_sensor_data)
+    if reliability == 'reliable':
+        qos.reliability = ReliabilityPolicy.RELIABLE
     from cl_core_ros.nodes.learner_node import LATCHED
     rclpy.init()
     node = rclpy.create_node('benchmark_stream')
@@ -80,8 +89,7 @@ def run_stream(fps: float, counter_path: Path, jpeg: bool = False) -> int:
     node.create_subscription(String, 'bench_object',
                              lambda msg: shown.update(name=msg.data), LATCHED)
     pub = node.create_publisher(CompressedImage if jpeg else Image,
-                                'image_raw/compressed' if jpeg else 'image_raw',
-                                qos_profile_sensor_data)
+                                'image_raw/compressed' if jpeg else 'image_raw', qos)
     threading.Thread(target=rclpy.spin, args=(node,), daemon=True).start()
     period, sent, start = 1.0 / fps, 0, time.monotonic()
     next_t, next_report = start, start
@@ -200,7 +208,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = Path(args.out).resolve()
     if args.stream:
-        return run_stream(args.fps, out / 'sent.json', args.jpeg)
+        return run_stream(args.fps, out / 'sent.json', args.jpeg, args.reliability)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     from cl_core_ros.loopback import apply_loopback_env
@@ -209,10 +217,13 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     learner_args = ['-p', f'state_dir:={out / "state"}']
     for value in args.learner_param:
         learner_args += ['-p', value]
-    procs = [NodeProcess.executable('camera_node', env, out, ['-p', 'max_rate:=30.0']),
+    procs = [NodeProcess.executable('camera_node', env, out,
+                                    ['-p', 'max_rate:=30.0',
+                                     '-p', f'qos.reliability:={args.reliability}']),
              NodeProcess.executable('learner_node', env, out, learner_args),
              NodeProcess([sys.executable, '-m', 'cl_core_ros.tools.benchmark_ros', '--stream',
                           '--fps', str(args.fps), '--out', str(out),
+                          '--reliability', args.reliability,
                           *(['--jpeg'] if args.jpeg else [])], env,
                          out / 'stream.log')]
     import rclpy
@@ -293,18 +304,20 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
         for p in procs:
             p.stop()
     rec.write(out, start)
-    report(rows, out, args.fps, 'jpeg 640x480' if args.jpeg else '640x480 rgb8')
+    report(rows, out, args.fps, 'jpeg 640x480' if args.jpeg else '640x480 rgb8',
+           args.reliability)
     return 0
 
 
-def report(rows: list[dict], out: Path, fps: float, frame: str) -> None:
+def report(rows: list[dict], out: Path, fps: float, frame: str,
+           reliability: str = 'best_effort') -> None:
     """Write the CSV and JSON summaries and print the table."""
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != 'phase', k))
     with open(out / 'benchmark_ros.csv', 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    result = {'fps': fps, 'frame': frame, 'phases': rows,
+    result = {'fps': fps, 'frame': frame, 'reliability': reliability, 'phases': rows,
               'targets': {'idle_rate_hz': 25, 'idle_p50_ms': 50, 'consolidating_rate_hz': 15}}
     (out / 'benchmark_ros.json').write_text(json.dumps(result, indent=2))
     columns = (('rate Hz', 'rate_hz'), ('p50 ms', 'latency_p50_ms'),

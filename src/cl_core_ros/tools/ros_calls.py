@@ -2,8 +2,9 @@
 
 Every call has a bounded wait and a recovery: it ends with the answer, with
 :class:`TimeoutError` after ``timeout``, or with :class:`ServerGoneError` as soon as the server
-is known to be gone (its process exited, or it left the ROS graph for ``gone_after`` seconds)
-instead of waiting out the timeout for an answer that cannot come. A pending request is always
+is known to be gone (its process exited, or the server that took the request left the ROS graph
+for ``gone_after`` seconds, even when a restarted server took its place meanwhile) instead of
+waiting out the timeout for an answer that cannot come. A pending request is always
 removed from the client, so a late answer is never taken for the next call's. Idempotent calls
 may ask to be sent again once the server is back (``resend=True``).
 """
@@ -57,8 +58,10 @@ def call_service(node, srv_type, name: str, request, timeout: float = 120.0,
             raise TimeoutError(f'service {name} did not appear in {discovery_timeout} s')
         deadline = time.monotonic() + timeout
         while True:
+            servers = server_endpoints(node, client.service_name)
             future = client.call_async(request)
-            gone = _wait_answer(client, future, name, deadline, alive, gone_after, timeout)
+            gone = _wait_answer(client, future, name, deadline, alive, gone_after, timeout,
+                                lambda: server_endpoints(node, client.service_name), servers)
             if gone is None:
                 return future.result()
             if not resend or (alive is not None and not alive()):
@@ -72,22 +75,41 @@ def call_service(node, srv_type, name: str, request, timeout: float = 120.0,
         node.destroy_client(client)
 
 
+def server_endpoints(node, service_name: str) -> frozenset[bytes]:
+    """Return the endpoint GIDs of the servers of a fully qualified service ``service_name``.
+
+    A server is known by the reader of its request topic, ``rq<name>Request`` in the DDS
+    naming of ROS 2 (rmw_fastrtps, rmw_cyclonedds, rmw_connextdds). Empty when the graph does
+    not show it (another naming, or not discovered yet).
+    """
+    infos = node.get_subscriptions_info_by_topic(f'rq{service_name}Request', no_mangle=True)
+    return frozenset(bytes(info.endpoint_gid) for info in infos)
+
+
 def _wait_answer(client, future, name: str, deadline: float,
-                 alive: Callable[[], bool] | None, gone_after: float,
-                 timeout: float) -> str | None:
-    """Wait for ``future``; return None once answered, or why the server is gone."""
+                 alive: Callable[[], bool] | None, gone_after: float, timeout: float,
+                 endpoints: Callable[[], frozenset[bytes]],
+                 sent_to: frozenset[bytes]) -> str | None:
+    """Wait for ``future``; return None once answered, or why the server is gone.
+
+    ``sent_to`` are the endpoints of the servers the request went to: once none of them is in
+    the graph (``endpoints()``), the request cannot be answered, even if another server (a
+    restarted one) offers the service meanwhile. Without them, the service's presence counts.
+    """
     missing_since = None
     while not future.done():
         now = time.monotonic()
         reason = None
+        present = (bool(sent_to & endpoints()) if sent_to else client.service_is_ready())
         if alive is not None and not alive():
             reason = 'its process exited'
-        elif client.service_is_ready():
+        elif present:
             missing_since = None
         elif missing_since is None:
             missing_since = now
         elif now - missing_since >= gone_after:
-            reason = f'the service left the ROS graph for {gone_after:.0f} s'
+            reason = (f'the server that took the request left the ROS graph for '
+                      f'{gone_after:.0f} s')
         if reason is not None or now > deadline:
             client.remove_pending_request(future)
             if future.done():  # answered meanwhile after all
@@ -96,5 +118,5 @@ def _wait_answer(client, future, name: str, deadline: float,
                 raise TimeoutError(f'timed out after {timeout:.1f} s waiting for the answer '
                                    f'of {name}')
             return reason
-        time.sleep(0.01)
+        time.sleep(0.02)
     return None
