@@ -48,7 +48,7 @@ def parse_args(argv):
                    help='Stream JPEG sensor_msgs/CompressedImage on image_raw/compressed '
                         '(quality 90) instead of raw rgb8.')
     p.add_argument('--reliability', choices=('best_effort', 'reliable'), default='best_effort',
-                   help='QoS reliability of the stream and of the camera node\'s image '
+                   help="QoS reliability of the stream and of the camera node's image "
                    'subscriptions (qos.reliability); best_effort is what camera drivers send '
                    'with sensor-data QoS.')
     p.add_argument('--stream', action='store_true', help=argparse.SUPPRESS)  # the sender
