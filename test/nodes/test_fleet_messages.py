@@ -59,3 +59,36 @@ def test_accept_names_nodes_namespaces_or_everyone():
     assert accepts(entries, '/fleet/north/learner')
     assert not accepts(entries, '/robot_ab/learner') and not accepts(entries, '/learner')
     assert not accepts([], '/robot_a/learner') and accepts(['*'], '/anything/learner')
+
+
+class _BusyTeacher:
+    """A teacher that is learning a lesson for the first ``busy`` import tries."""
+
+    def __init__(self, busy: int):
+        from cl_core_ros.core.teacher import Outcome
+        self.Outcome, self.busy, self.imported = Outcome, busy, []
+
+    def import_pack(self, pack, pack_id, on_clash, once=False):
+        if self.busy:
+            self.busy -= 1
+            return self.Outcome(False, 'busy learning; try again', {'busy': True})
+        self.imported.append(pack_id)
+        return self.Outcome(True, f'imported {pack_id[:12]}')
+
+
+@pytest.mark.ros
+def test_a_pack_that_comes_while_the_learner_is_busy_is_imported_later(probe):
+    from cl_core_ros.nodes.fleet import Fleet
+    teacher = _BusyTeacher(busy=3)
+    fleet = Fleet(probe.node, teacher, share=False, accept=['*'], on_clash='merge', history=2)
+    try:
+        msgs = [pack_to_msg(_pack(f'/robot_{r}/learner'))[0] for r in 'abc']
+        for msg in msgs:
+            fleet._on_pack(msg)
+        # Three packs waited, two may: the oldest gave way (and was counted as refused).
+        assert fleet.waiting == 2 and fleet.refused == 1 and fleet.received == 3
+        probe.spin_until(lambda: fleet.waiting == 0, 10, 'the waiting packs to be imported')
+        assert teacher.imported == [m.pack_sha256 for m in msgs[1:]]
+        assert fleet.refused == 1
+    finally:
+        fleet.close()

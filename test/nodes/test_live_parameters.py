@@ -376,3 +376,24 @@ def test_every_parameter_is_runtime_or_says_why_it_is_fixed(module):
         else:
             assert spec.fixed and spec.fixed != 'it is read once at start-up', spec.name
             assert spec.fixed in desc.description
+
+
+@pytest.mark.ros
+def test_a_change_that_fails_while_applied_is_answered_and_the_node_goes_on(probe):
+    from rclpy.parameter import Parameter
+
+    from cl_core_ros.nodes.params import declare, on_set, Param
+    specs = [Param('rate', 1.0, 'A rate.', min=0.1, max=10.0, runtime=True)]
+    values = declare(probe.node, specs)
+    applied = []
+
+    def apply(changes):
+        if changes['rate'] > 5.0:
+            raise RuntimeError('the timer could not be changed')
+        applied.append(changes)
+    on_set(probe.node, specs, values, apply=apply)
+    (result,) = probe.node.set_parameters([Parameter('rate', value=7.0)])
+    assert not result.successful and 'the timer could not be changed' in result.reason
+    assert values['rate'] == 1.0 and not applied
+    (result,) = probe.node.set_parameters([Parameter('rate', value=2.0)])
+    assert result.successful and values['rate'] == 2.0 and applied == [{'rate': 2.0}]

@@ -469,12 +469,13 @@ class Teacher:
 
         ``once``: skip a pack imported before (see ``Learner.import_pack``).
 
-        ``details``: 'report' (:class:`~cl_core_ros.core.learner.ImportReport`), versions.
-        A refused pack (other backbone, label clash under 'refuse', ...) changes nothing.
+        ``details``: 'report' (:class:`~cl_core_ros.core.learner.ImportReport`), versions;
+        'busy' when it was not tried because a lesson is being learned. A refused pack (other
+        backbone, label clash under 'refuse', ...) changes nothing.
         """
         with self._lock:
             if self._phase == Phase.LEARNING:
-                return Outcome(False, 'busy learning; try again')
+                return Outcome(False, 'busy learning; try again', {'busy': True})
             if self._phase == Phase.CONSOLIDATING:
                 self._stop_consolidation.set()
         with self._work:

@@ -8,7 +8,9 @@ lies under, or ``*``) imports every pack it receives by the node's ``fleet.on_cl
 The topic is absolute: robots in their own namespaces share it, as they share ``/tf``; remap it
 (``-r /lessons:=/fleet_a/lessons``) to keep separate fleets apart. Packs the learner imported
 are never published again (only lessons taught here are), so two learners that accept each
-other do not echo.
+other do not echo. A pack that arrives while the learner is learning a lesson is kept and tried
+again every ``RETRY_PERIOD`` seconds until it is imported or refused for a reason of its own
+(at most ``fleet.history`` packs wait; the oldest gives way, with a warning).
 
 Every callback here survives any input: a damaged or refused pack is logged and counted.
 """
@@ -26,6 +28,7 @@ from cl_core_ros.core.teacher import Outcome, Teacher
 from cl_core_ros.msg import LessonPack as LessonPackMsg
 
 LESSONS_TOPIC = '/lessons'
+RETRY_PERIOD = 1.0  # seconds between tries of packs that came while the learner was busy
 
 
 def normalise_accept(entries: list[str]) -> list[str]:
@@ -88,6 +91,8 @@ class Fleet:
         self._on_change = on_change or (lambda: None)
         self.received = 0
         self.refused = 0
+        self._waiting: list[tuple[LessonPack, str, str]] = []  # (pack, id, origin): busy
+        self._max_waiting = history
         qos = QoSProfile(depth=history, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._pub = node.create_publisher(LessonPackMsg, LESSONS_TOPIC, qos)
@@ -96,6 +101,9 @@ class Fleet:
             on_pack = guard.subscription('lessons', self._on_pack) if guard else self._on_pack
             node.create_subscription(LessonPackMsg, LESSONS_TOPIC, on_pack, qos,
                                      callback_group=callback_group)
+            retry = guard.timer('lessons retry', self._retry) if guard else self._retry
+            self._retry_timer = node.create_timer(RETRY_PERIOD, retry,
+                                                  callback_group=callback_group)
         self._lessons: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._share_loop, name='fleet-share',
                                         daemon=True)
@@ -160,17 +168,56 @@ class Fleet:
 
     # ----- receiving ----------------------------------------------------------------------------
     def _on_pack(self, msg: LessonPackMsg) -> None:
-        log = self.node.get_logger()
         try:
             if msg.origin == self.origin or not accepts(self.accept, msg.origin):
                 return
             self.received += 1
             pack, pack_id = msg_to_pack(msg)
-            out = self.teacher.import_pack(pack, pack_id, self.on_clash, once=True)
         except PackError as exc:
-            out = Outcome(False, f'pack from {msg.origin} refused: {exc}')
+            self._report(Outcome(False, f'pack from {msg.origin} refused: {exc}'))
+            return
         except Exception as exc:  # noqa: BLE001 - no message may stop the node
-            out = Outcome(False, f'pack from {msg.origin} failed: {exc!r}')
+            self._report(Outcome(False, f'pack from {msg.origin} failed: {exc!r}'))
+            return
+        self._try_import(pack, pack_id, msg.origin)
+
+    def _try_import(self, pack: LessonPack, pack_id: str, origin: str) -> bool:
+        """Import a received pack; keep it for a later try if the learner is busy.
+
+        Returns False when it was kept.
+        """
+        try:
+            out = self.teacher.import_pack(pack, pack_id, self.on_clash, once=True)
+        except Exception as exc:  # noqa: BLE001 - no message may stop the node
+            out = Outcome(False, f'pack from {origin} failed: {exc!r}')
+        if out.details.get('busy'):
+            if all(waiting[1] != pack_id for waiting in self._waiting):
+                self._waiting.append((pack, pack_id, origin))
+                self.node.get_logger().info(
+                    f'fleet: pack {pack_id[:12]} from {origin} waits: {out.message}')
+            if len(self._waiting) > self._max_waiting:
+                _, dropped, who = self._waiting.pop(0)
+                self._report(Outcome(False, f'pack {dropped[:12]} from {who} given up: more '
+                                            f'than {self._max_waiting} packs waited'))
+            return False
+        self._report(out)
+        return True
+
+    def _retry(self) -> None:
+        """Try the packs that came while the learner was busy, oldest first."""
+        while self._waiting:
+            pack, pack_id, origin = self._waiting[0]
+            if not self._try_import(pack, pack_id, origin):
+                return  # still busy: the next tick
+            self._waiting.pop(0)
+
+    @property
+    def waiting(self) -> int:
+        """Packs received while the learner was busy, not yet imported."""
+        return len(self._waiting)
+
+    def _report(self, out: Outcome) -> None:
+        log = self.node.get_logger()
         if not out.success:
             self.refused += 1
             log.warning(f'fleet: {out.message}')

@@ -197,6 +197,7 @@ class LearnerNode(Node):
             self.get_logger().warning(f'state: {problem}')
         self._latest = None  # (rgb, header, monotonic receive time); inference thread only
         self._running = True
+        self._stopping = threading.Event()  # set when the process stops: ends any wait
         self._inference_threads = None  # applied by the inference thread (a per-thread setting)
         self._min_period = 1.0 / p['inference.max_rate']
         self._latencies: deque[float] = deque(maxlen=200)
@@ -304,7 +305,8 @@ class LearnerNode(Node):
                 self._set_inference_threads()
                 wait = self._min_period - (time.monotonic() - last)
                 if wait > 0 and not self.teacher.wants_frame():
-                    time.sleep(wait)  # before taking a frame, so that it is the newest
+                    # Before taking a frame, so that it is the newest; shutdown wakes it.
+                    self._stopping.wait(wait)
                 try:
                     self._inbox.wait(timeout=0.5)
                     item, self._latest = self._latest, None
@@ -474,6 +476,8 @@ class LearnerNode(Node):
             'seconds_since_consolidation': since, 'state': s.phase.name.lower(),
             **{f'dropped.{k}': v for k, v in sorted(self.dropped_reasons.items())},
             **self.guard.diagnostic_values(),
+            'fleet.received': self.fleet.received, 'fleet.refused': self.fleet.refused,
+            'fleet.waiting': self.fleet.waiting,
         }
         storage = self.teacher.store.filesystem_report()
         values['state_filesystem'] = storage.mount or storage.fs_type
@@ -498,6 +502,7 @@ class LearnerNode(Node):
         """Stop a running consolidation and the inference loop (the process is stopping)."""
         self.teacher.shut_down()
         self._running = False
+        self._stopping.set()
 
     def close(self) -> None:
         """Stop the inference and fleet threads and the frame subscription (before rclpy)."""

@@ -140,7 +140,8 @@ def on_set(node: Node, specs: list[Param], values: dict[str, Any], *,
     parameters are checked one by one (:meth:`Param.check`), then ``cross_check(new_values)``
     may raise :class:`ParameterError` for combinations that do not work; a refusal answers
     ``successful: false`` with the reason and changes nothing. Then ``apply(changes)`` (a dict
-    of the changed values) puts them into effect. Parameters not in ``specs`` (e.g.
+    of the changed values) puts them into effect; should it raise, the request is answered
+    ``successful: false`` with the error and the node goes on. Parameters not in ``specs`` (e.g.
     ``use_sim_time``) are left to rclpy.
     """
     by_name = {spec.name: spec for spec in specs}
@@ -162,7 +163,12 @@ def on_set(node: Node, specs: list[Param], values: dict[str, Any], *,
             node.get_logger().warning(f'parameter change refused: {exc}')
             return SetParametersResult(successful=False, reason=str(exc))
         if changes:
-            apply(changes)
+            try:
+                apply(changes)
+            except Exception as exc:  # noqa: BLE001 - no request may leave the callback
+                node.get_logger().error(f'parameter change failed while applied: {exc!r}')
+                return SetParametersResult(successful=False,
+                                           reason=f'could not be applied: {exc!r}')
             values.update(changes)
             node.get_logger().info('parameters changed: ' + ', '.join(
                 f'{k} = {v!r}' for k, v in changes.items()))
