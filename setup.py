@@ -49,7 +49,8 @@ setup(
     install_requires=[
         'torch==2.13.0',  # newer versions pull GBs of CUDA; 2.13.0 resolves to the CPU wheel here
         # numpy 1.26 is what ROS 2 Jazzy users get from Ubuntu 24.04; the image decoders do not
-        # use cv_bridge and are tested under numpy 2 too (test/nodes/test_numpy2.py).
+        # use cv_bridge and are tested under numpy 2 too (test/nodes/test_camera_inputs.py, run
+        # once more with the numpy 2 wheel of build/numpy2 first on the path).
         'numpy>=1.24,<2',
         'opencv-python-headless==4.11.0.86',
         'Pillow>=9.1',  # header-first sizes of compressed images (decompression bombs)
