@@ -227,6 +227,18 @@ def test_robot_b_recognises_what_robot_a_was_taught(start_node, probe, tmp_path)
                          'B to refuse the tampered pack on /lessons')
         assert robot_b.classes() == want
         own_at_end = _accuracy(robot_b, own_test, 'b-own-end')
+
+        # an export with no path is published on /lessons, latched, under A's name
+        heard = probe.collect(LessonPack, '/lessons', LATCHED)
+        one = labels[shared[0]]
+        resp = probe.call(ExportClasses, robot_a.srv('export_classes'), ExportClasses.Request(
+            labels=[one], path=''))
+        assert resp.success and resp.path == '' and list(resp.labels) == [one], resp.message
+        probe.spin_until(lambda: any(m.pack_sha256 == resp.pack_sha256 for m in heard), 30,
+                         'the exported pack on /lessons')
+        msg = next(m for m in heard if m.pack_sha256 == resp.pack_sha256)
+        assert list(msg.labels) == [one] and msg.origin == origin, (msg.labels, msg.origin)
+        assert len(msg.tensors) + len(msg.manifest.encode()) == resp.size_bytes
     finally:
         robot_a.feed.close()
         robot_b.feed.close()
