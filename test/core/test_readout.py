@@ -13,11 +13,13 @@ from cl_core_ros.core.baselines import NearestClassMean
 from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.metrics import AccuracyMatrix, auroc
 from cl_core_ros.core.readout import (
+    cross_scene_similarities,
     lesson_floors,
     lesson_spread,
     prototype_rows,
     readout_logits,
     readout_rows,
+    similarity_floors,
 )
 
 
@@ -101,7 +103,7 @@ def test_learner_agrees_with_nearest_class_mean_on_its_own_features(photo_latent
 
 
 def test_unknown_floors_follow_the_lessons(photo_latents, small_config):
-    learner = Learner(small_config())
+    learner = Learner(small_config(unknown_quantile=0.0))  # the lesson-spread rule alone
     train = photo_latents['chelsea', 'train']
     learner.learn('cat', train)
     own = learner.predict_latents(photo_latents['chelsea', 'test'])
@@ -140,3 +142,61 @@ def test_ncm_baseline_unknown_before_learning():
     assert ncm.predict(torch.ones(2, 3)).tolist() == [-1, -1]
     ncm.learn(torch.tensor([[1.0, 0, 0], [0, 0, 2.0]]), torch.tensor([0, 2]))
     assert ncm.predict(torch.tensor([[0.1, 0, 1.0], [1.0, 0.2, 0]])).tolist() == [2, 0]
+
+
+def test_cross_scene_similarities_are_smoothed_and_skip_a_lesson_in_the_same_scene():
+    prior = torch.tensor([1.0, 0.0])
+    # frames at angles whose cosines to the prior are 1, 0.6, 0.2, 0.6
+    cosines = torch.tensor([1.0, 0.6, 0.2, 0.6])
+    frames = torch.stack([cosines, torch.sqrt(1 - cosines ** 2)], 1) * 3.0
+    sims = cross_scene_similarities(frames, prior, prior_spread=0.95, window=2)
+    assert torch.allclose(sims, torch.tensor([1.0, 0.8, 0.4, 0.4]))  # running mean of 2
+    assert torch.allclose(cross_scene_similarities(frames, prior, 0.95, 1), cosines)
+    # as close to the prior as its own lessons were to theirs: no new scene
+    assert cross_scene_similarities(frames, prior, prior_spread=0.5, window=1) is None
+    assert cross_scene_similarities(frames, torch.zeros(2), 0.95, 1) is None
+    assert cross_scene_similarities(frames, prior, float('nan'), 1) is None
+
+
+def test_similarity_floors_take_the_cross_scene_quantile_once_there_is_one():
+    spreads = torch.tensor([0.9, 0.8, 0.0])
+    few = torch.linspace(0.3, 0.7, 10)
+    assert torch.allclose(similarity_floors(spreads, few, ratio=0.5, quantile=0.02),
+                          0.5 * spreads)  # too few cross-scene frames yet
+    many = torch.linspace(0.3, 0.7, 101)
+    floors = similarity_floors(spreads, many, ratio=0.5, quantile=0.1)
+    assert torch.allclose(floors, torch.full((3,), 0.34))  # the 10th of 101, every class
+    assert torch.allclose(similarity_floors(spreads, many, ratio=0.5, quantile=0.0),
+                          0.5 * spreads)
+    assert torch.equal(similarity_floors(spreads, few, ratio=0.0, quantile=0.02),
+                       torch.zeros(3))
+
+
+def test_a_known_object_taught_in_another_scene_sets_the_floor(photo_latents, small_config):
+    learner = Learner(small_config(unknown_quantile=0.05))
+    train, test = photo_latents['chelsea', 'train'], photo_latents['chelsea', 'test']
+    learner.learn('cat', train)
+    before = learner.predict_latents(test)[0].floor
+    assert before == pytest.approx(0.45 * lesson_spread(train.pool), rel=1e-4)
+    learner.learn('rocket', photo_latents['rocket', 'train'])  # a new class: nothing to measure
+    assert learner.predict_latents(test)[0].floor == pytest.approx(before, rel=1e-4)
+    prior = train.pool.double().mean(0).float()
+    expected = cross_scene_similarities(test.pool, prior, lesson_spread(train.pool),
+                                        learner.config.smoothing_window)
+    assert expected is not None, 'the held-out session is another scene'
+    learner.learn('cat', test)  # the same object in another scene
+    ordered = torch.sort(expected).values
+    value = float(ordered[int(0.05 * (len(ordered) - 1) + 0.5)])
+    rocket = learner.predict_latents(photo_latents['rocket', 'test'])
+    assert all(p.floor == pytest.approx(value, rel=1e-4) for p in rocket)  # one floor for all
+    # kept in the state, dropped with the class, tunable while running
+    restored = Learner(small_config(unknown_quantile=0.05))
+    restored.load_state_dict(learner.state_dict())
+    assert restored.predict_latents(test)[0].floor == pytest.approx(value, rel=1e-4)
+    learner.tune(unknown_quantile=0.0)
+    assert learner.predict_latents(test)[0].floor != pytest.approx(value, rel=1e-4)
+    learner.tune(unknown_quantile=0.05)
+    learner.forget('cat')
+    floor = learner.predict_latents(photo_latents['rocket', 'test'])[0].floor
+    assert floor == pytest.approx(0.45 * lesson_spread(photo_latents['rocket', 'train'].pool),
+                                  rel=1e-4)

@@ -54,7 +54,12 @@ class LearnerConfig:
             (0: off; the similarity floors decide).
         unknown_ratio: a frame is unknown when its smoothed similarity to the top-1 prototype
             is under ``unknown_ratio`` times the 5th percentile of that class's lesson
-            similarities (0 disables that test; works with one class too).
+            similarities (0 disables that test; works with one class too). Used until a known
+            object was taught again in another scene; then ``unknown_quantile`` decides.
+        unknown_quantile: once known objects were taught again in other scenes, the floor is
+            this quantile of their lessons' smoothed similarities to the prototypes made in the
+            earlier scenes (0.02: about 2% of a taught object's frames in an unseen scene fall
+            under it; 0: always use ``unknown_ratio``). See :mod:`cl_core_ros.core.readout`.
         top_k: classes reported per prediction.
     Bookkeeping:
         max_classes: registry limit (1000); initial_capacity: head rows allocated at start (the
@@ -100,6 +105,7 @@ class LearnerConfig:
     smoothing_window: int = 6
     unknown_threshold: float = 0.0
     unknown_ratio: float = 0.45
+    unknown_quantile: float = 0.02
     top_k: int = 3
     max_classes: int = 1000
     initial_capacity: int = 100
@@ -147,6 +153,7 @@ class LearnerConfig:
         self._check_float('brn_r_max', low=1.0)
         self._check_float('unknown_threshold', low=0.0, high=1.0)
         self._check_float('unknown_ratio', low=0.0, high=1.0)
+        self._check_float('unknown_quantile', low=0.0, high=0.5)
         self._check_float('centre_sigma', low=0.0, high=10.0)
         self._check_float('surround_weight', low=0.0, high=4.0)
         self._check_float('readout_scale', low=0.0, low_open=True)

@@ -6,8 +6,10 @@ Choice for "unknown" (open set). A frame is unknown when any of these holds:
 2. the (smoothed) top-1 softmax probability over the *known* classes is under
    ``unknown_threshold`` (0 by default: off): the read-out is unsure between known classes;
 3. the (smoothed) cosine similarity between the pooled feature and the top-1 class prototype
-   (the running mean of that class's training features) is under that class's floor, which
-   :func:`cl_core_ros.core.readout.lesson_floors` derives from the class's own lesson frames.
+   (the running mean of that class's training features) is under the floor, which
+   :func:`cl_core_ros.core.readout.similarity_floors` derives from the taught frames: from the
+   lessons that showed a known object in another scene when there are any, else from each
+   class's own lesson frames.
    Softmax is always 1.0 with a single known class, so this test is what makes unknown work
    then.
 
@@ -22,6 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+CROSS_SCENE_CAPACITY = 4096
+"""Most cross-scene similarities kept (the newest; 40 lessons of 100 frames)."""
+
 
 class PrototypeBank:
     """Per-class sums and counts of pooled features (mean = prototype) and lesson spreads.
@@ -29,6 +34,11 @@ class PrototypeBank:
     The spread of a lesson is the 5th percentile of its frames' cosine similarities to the
     lesson's own mean (:func:`cl_core_ros.core.readout.lesson_spread`); a class keeps the mean
     over its lessons (``spread_sums / spread_counts``).
+
+    Cross-scene similarities: when a known class is taught again in another scene, the smoothed
+    similarities of the new lesson's frames to the class's earlier prototype
+    (:func:`cl_core_ros.core.readout.cross_scene_similarities`) are kept with their class id,
+    at most :data:`CROSS_SCENE_CAPACITY` (the oldest go first).
     """
 
     def __init__(self, feature_dim: int, capacity: int = 100):
@@ -37,6 +47,8 @@ class PrototypeBank:
         self.counts = torch.zeros(capacity, dtype=torch.long)
         self.spread_sums = torch.zeros(capacity, dtype=torch.float64)
         self.spread_counts = torch.zeros(capacity, dtype=torch.long)
+        self.cross_sims = torch.zeros(0, dtype=torch.float32)
+        self.cross_classes = torch.zeros(0, dtype=torch.long)
 
     def _ensure(self, n: int) -> None:
         if n <= self.sums.shape[0]:
@@ -62,6 +74,14 @@ class PrototypeBank:
         sums[class_id] += spread
         counts[class_id] += 1
         self.spread_sums, self.spread_counts = sums, counts
+
+    def add_cross_scene(self, class_id: int, similarities: torch.Tensor) -> None:
+        """Keep the cross-scene ``similarities`` (N) of one lesson of ``class_id``."""
+        sims = torch.cat([self.cross_sims, similarities.detach().float().flatten()])
+        ids = torch.cat([self.cross_classes,
+                         torch.full((similarities.numel(),), class_id, dtype=torch.long)])
+        self.cross_sims, self.cross_classes = sims[-CROSS_SCENE_CAPACITY:].clone(), \
+            ids[-CROSS_SCENE_CAPACITY:].clone()
 
     def spreads(self) -> torch.Tensor:
         """Return capacity mean lesson spreads (NaN for classes without a recorded lesson)."""
@@ -130,6 +150,8 @@ class PrototypeBank:
             spread_sums[class_id] = 0
             spread_counts[class_id] = 0
             self.spread_sums, self.spread_counts = spread_sums, spread_counts
+        keep = self.cross_classes != class_id
+        self.cross_sims, self.cross_classes = self.cross_sims[keep], self.cross_classes[keep]
 
     def means(self) -> torch.Tensor:
         """Return capacity x D float32 prototypes (zero rows for classes without data)."""
@@ -146,16 +168,18 @@ class PrototypeBank:
         other.sums, other.counts = self.sums.clone(), self.counts.clone()
         other.spread_sums = self.spread_sums.clone()
         other.spread_counts = self.spread_counts.clone()
+        other.cross_sims, other.cross_classes = self.cross_sims.clone(), self.cross_classes.clone()
         return other
 
     def state_dict(self) -> dict:
         """Return tensors and plain values."""
         return {'sums': self.sums.clone(), 'counts': self.counts.clone(),
                 'spread_sums': self.spread_sums.clone(),
-                'spread_counts': self.spread_counts.clone()}
+                'spread_counts': self.spread_counts.clone(),
+                'cross_sims': self.cross_sims.clone(), 'cross_classes': self.cross_classes.clone()}
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore from :meth:`state_dict` output (older states: no lesson spreads)."""
+        """Restore from :meth:`state_dict` (older states: no spreads, no cross-scene data)."""
         sums, counts = state['sums'].double(), state['counts'].long()
         if sums.dim() != 2 or sums.shape[1] != self.feature_dim or counts.shape != sums.shape[:1]:
             raise ValueError('prototype state does not match the feature size')
@@ -163,8 +187,14 @@ class PrototypeBank:
         spread_counts = state.get('spread_counts', torch.zeros(counts.shape[0])).long()
         if spread_sums.shape != counts.shape or spread_counts.shape != counts.shape:
             raise ValueError('prototype state: lesson spreads do not match the classes')
+        cross_sims = state.get('cross_sims', torch.zeros(0)).float().flatten()
+        cross_classes = state.get('cross_classes', torch.zeros(0)).long().flatten()
+        if cross_sims.shape != cross_classes.shape:
+            raise ValueError('prototype state: cross-scene similarities do not match classes')
         self.sums, self.counts = sums.clone(), counts.clone()
         self.spread_sums, self.spread_counts = spread_sums.clone(), spread_counts.clone()
+        self.cross_sims = cross_sims[-CROSS_SCENE_CAPACITY:].clone()
+        self.cross_classes = cross_classes[-CROSS_SCENE_CAPACITY:].clone()
 
 
 @dataclass(frozen=True)

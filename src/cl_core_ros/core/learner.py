@@ -40,11 +40,13 @@ from cl_core_ros.core.latents import Latents, QuantisedTensor
 from cl_core_ros.core.lesson_pack import ClassLesson, LessonPack, now_utc, PackError
 from cl_core_ros.core.preprocessing import preprocess, preprocess_batch, Region
 from cl_core_ros.core.readout import (
+    cross_scene_similarities,
     lesson_floors,
     lesson_spread,
     prototype_rows,
     readout_logits,
     readout_rows,
+    similarity_floors,
 )
 from cl_core_ros.core.replay import ClassBalancedReplay, make_memory, ReplayMemory
 from cl_core_ros.core.state_store import signature_differences
@@ -142,6 +144,7 @@ class _Snapshot:
     known: torch.Tensor
     unit_prototypes: torch.Tensor  # normalised class means (capacity x D)
     spread_floors: torch.Tensor  # per-class lesson spreads (floors at unknown_ratio 1)
+    cross_sorted: torch.Tensor  # cross-scene similarities, ascending (core.readout)
     names: dict[int, str]
     model_version: int
 
@@ -161,7 +164,7 @@ def _torch_threads(n: int | None):
 
 
 TUNABLE = frozenset({'top_k', 'smoothing_window', 'unknown_threshold', 'unknown_ratio',
-                     'fast_epochs', 'deep_epochs'})
+                     'unknown_quantile', 'fast_epochs', 'deep_epochs'})
 """LearnerConfig fields that :meth:`Learner.tune` changes on a running learner."""
 
 
@@ -237,6 +240,7 @@ class Learner:
             known=self._head.known_mask(),
             unit_prototypes=torch.nn.functional.normalize(prototypes[:capacity], dim=1),
             spread_floors=floors[:capacity],
+            cross_sorted=torch.sort(self._prototypes.cross_sims).values,
             names=dict(self.labels.items()), model_version=self.model_version)
         with self._model_lock:
             self._snapshot = snapshot
@@ -267,6 +271,21 @@ class Learner:
             return torch.cat([self._lower(images[i:i + _CHUNK])
                               for i in range(0, images.shape[0], _CHUNK)]) \
                 if images.shape[0] else torch.zeros(0, *self.deep_shape)
+
+    def _record_cross_scene(self, prototypes: PrototypeBank, class_id: int,
+                            pool: torch.Tensor) -> None:
+        """Keep what a lesson of an already known class says about unseen scenes.
+
+        Called before the lesson's ``pool`` (N x D) is added to ``prototypes``; a new class or a
+        lesson in the same scene records nothing (:func:`cross_scene_similarities`).
+        """
+        _, count, spread_sum, spread_count = prototypes.class_stats(class_id)
+        if count == 0 or spread_count == 0:
+            return
+        sims = cross_scene_similarities(pool, prototypes.means()[class_id],
+                                        spread_sum / spread_count, self.config.smoothing_window)
+        if sims is not None:
+            prototypes.add_cross_scene(class_id, sims)
 
     @staticmethod
     def _pool(upper: torch.nn.Module, deep: torch.Tensor) -> torch.Tensor:
@@ -320,8 +339,8 @@ class Learner:
             with self._smooth_lock:
                 probs, sims = self._smoother.push(probs, sims, snap.model_version)
         c = self.config
-        floors = (c.unknown_ratio * snap.spread_floors if c.unknown_ratio > 0
-                  else torch.zeros_like(snap.spread_floors))
+        floors = similarity_floors(snap.spread_floors, snap.cross_sorted,
+                                   ratio=c.unknown_ratio, quantile=c.unknown_quantile)
         return decide(probs, sims, known=snap.known, names=snap.names, top_k=c.top_k,
                       threshold=c.unknown_threshold, similarity_floors=floors,
                       model_version=snap.model_version)
@@ -399,6 +418,7 @@ class Learner:
                 classes = sorted(set(replay_y.tolist()) | {class_id})
                 head = self._head.copy()
                 prototypes = self._prototypes.copy()
+                self._record_cross_scene(prototypes, class_id, pool)
                 prototypes.add(pool, new_y)
                 prototypes.add_spread(class_id, lesson_spread(pool))
                 settings = TrainSettings(
@@ -480,6 +500,8 @@ class Learner:
                 classes = sorted(set(replay_y.tolist()) | set(ids))
                 head = self._head.copy()
                 prototypes = self._prototypes.copy()
+                for class_id, class_pool in zip(ids, pools):
+                    self._record_cross_scene(prototypes, class_id, class_pool)
                 prototypes.add(pool, new_y)
                 for class_id, class_pool in zip(ids, pools):
                     prototypes.add_spread(class_id, lesson_spread(class_pool))

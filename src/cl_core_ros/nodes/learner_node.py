@@ -105,7 +105,12 @@ PARAMS = [
           '"unknown" (0 = off).', min=0.0, max=1.0, runtime=True),
     Param('inference.unknown_ratio', 0.45, 'A frame is "unknown" when its smoothed similarity '
           'to the top-1 class is under this share of the similarity that the lesson frames of '
-          'that class reach (5th percentile); 0 = off.', min=0.0, max=1.0, runtime=True),
+          'that class reach (5th percentile); 0 = off. Used until an object was taught again '
+          'in another scene.', min=0.0, max=1.0, runtime=True),
+    Param('inference.unknown_quantile', 0.02, 'Once objects were taught again in other scenes: '
+          "the floor is this quantile of their frames' smoothed similarity to the class as "
+          "taught elsewhere (about this share of a taught object's frames in a new scene is "
+          'flagged); 0 = use unknown_ratio only.', min=0.0, max=0.5, runtime=True),
     Param('replay.fast_size', 500, 'Pool-level replay patterns (class-balanced).', min=0,
           max=100000, fixed=MEMORY),
     Param('replay.deep_size', 1500, 'Deep-level replay patterns for consolidation.', min=0,
@@ -144,7 +149,8 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TUNED_IN_CORE = {
     'inference.top_k': 'top_k', 'inference.smoothing_window': 'smoothing_window',
     'inference.unknown_threshold': 'unknown_threshold',
-    'inference.unknown_ratio': 'unknown_ratio', 'training.fast_epochs': 'fast_epochs',
+    'inference.unknown_ratio': 'unknown_ratio',
+    'inference.unknown_quantile': 'unknown_quantile', 'training.fast_epochs': 'fast_epochs',
     'training.deep_epochs': 'deep_epochs',
 }
 
@@ -166,6 +172,7 @@ def config_from_params(p: dict) -> LearnerConfig:
         top_k=p['inference.top_k'], smoothing_window=p['inference.smoothing_window'],
         unknown_threshold=p['inference.unknown_threshold'],
         unknown_ratio=p['inference.unknown_ratio'],
+        unknown_quantile=p['inference.unknown_quantile'],
         fast_buffer_size=p['replay.fast_size'], deep_buffer_size=p['replay.deep_size'],
         fast_epochs=p['training.fast_epochs'], deep_epochs=p['training.deep_epochs'],
         num_threads=p['num_threads'] or None)
