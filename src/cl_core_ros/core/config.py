@@ -55,11 +55,12 @@ class LearnerConfig:
         unknown_ratio: a frame is unknown when its smoothed similarity to the top-1 prototype
             is under ``unknown_ratio`` times the 5th percentile of that class's lesson
             similarities (0 disables that test; works with one class too). Used until a known
-            object was taught again in another scene; then ``unknown_quantile`` decides.
+            object was taught again in another scene, when ``unknown_quantile`` is set.
         unknown_quantile: once known objects were taught again in other scenes, the floor is
             this quantile of their lessons' smoothed similarities to the prototypes made in the
             earlier scenes (0.02: about 2% of a taught object's frames in an unseen scene fall
-            under it; 0: always use ``unknown_ratio``). See :mod:`cl_core_ros.core.readout`.
+            under it; 0, the default: always use ``unknown_ratio``). It assumes the second
+            lessons were taught in other places. See :mod:`cl_core_ros.core.readout`.
         top_k: classes reported per prediction.
     Bookkeeping:
         max_classes: registry limit (1000); initial_capacity: head rows allocated at start (the
@@ -105,7 +106,7 @@ class LearnerConfig:
     smoothing_window: int = 6
     unknown_threshold: float = 0.0
     unknown_ratio: float = 0.45
-    unknown_quantile: float = 0.02
+    unknown_quantile: float = 0.0
     top_k: int = 3
     max_classes: int = 1000
     initial_capacity: int = 100

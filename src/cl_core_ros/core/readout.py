@@ -14,15 +14,16 @@ the class means get wrong and the read-out starts from NCM instead of from zero.
 Open set (the ``unknown`` verdict), calibrated on the taught data. A frame whose smoothed
 similarity to its top-1 prototype is under a floor is unknown (:func:`similarity_floors`):
 
-- **Cross-scene floor** (used as soon as the data gives one): every lesson that shows a known
-  object in another scene is a measurement of what the verdict must tolerate, the similarities
-  of a taught object's frames, smoothed as at inference, to a prototype made elsewhere
-  (:func:`cross_scene_similarities`). The floor is their ``quantile`` (``unknown_quantile``,
-  0.02): about that share of a taught object's frames in an unseen scene falls under it, the
-  same floor for every class. A lesson whose frames are as close to the earlier prototype as
-  the earlier lessons' own frames are to theirs (median over its 5th-percentile spread) shows
-  no new scene and is not counted.
-- **Lesson-spread floor** (before any object was taught twice): every lesson's frames give a
+- **Cross-scene floor** (when ``unknown_quantile`` > 0 and the data gives one): every lesson
+  that shows a known object in another scene is a measurement of what the verdict must
+  tolerate, the similarities of a taught object's frames, smoothed as at inference, to a
+  prototype made elsewhere (:func:`cross_scene_similarities`). The floor is their ``quantile``
+  (``unknown_quantile``, e.g. 0.02; 0, the default, keeps the lesson-spread floor): about that
+  share of a taught object's frames in an unseen scene falls under it, the same floor for every
+  class. A lesson whose frames are as close to the earlier prototype as the earlier lessons'
+  own frames are to theirs (median over its 5th-percentile spread) shows no new scene and is
+  not counted.
+- **Lesson-spread floor** (otherwise): every lesson's frames give a
   spread ``q`` (the 5th percentile of their cosine similarities to the lesson's mean); a class
   keeps the mean ``q_c`` over its lessons, and its floor is ``ratio * q_c``: ``ratio``
   (``unknown_ratio``, 0.45) is how much of its lesson similarity a taught object keeps in a

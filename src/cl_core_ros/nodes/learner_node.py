@@ -107,10 +107,10 @@ PARAMS = [
           'to the top-1 class is under this share of the similarity that the lesson frames of '
           'that class reach (5th percentile); 0 = off. Used until an object was taught again '
           'in another scene.', min=0.0, max=1.0, runtime=True),
-    Param('inference.unknown_quantile', 0.02, 'Once objects were taught again in other scenes: '
+    Param('inference.unknown_quantile', 0.0, 'Once objects were taught again in other scenes: '
           "the floor is this quantile of their frames' smoothed similarity to the class as "
           "taught elsewhere (about this share of a taught object's frames in a new scene is "
-          'flagged); 0 = use unknown_ratio only.', min=0.0, max=0.5, runtime=True),
+          'flagged; 0.02 measured); 0 = use unknown_ratio only.', min=0.0, max=0.5, runtime=True),
     Param('replay.fast_size', 500, 'Pool-level replay patterns (class-balanced).', min=0,
           max=100000, fixed=MEMORY),
     Param('replay.deep_size', 1500, 'Deep-level replay patterns for consolidation.', min=0,
