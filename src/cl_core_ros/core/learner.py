@@ -279,10 +279,10 @@ class Learner:
         Called before the lesson's ``pool`` (N x D) is added to ``prototypes``; a new class or a
         lesson in the same scene records nothing (:func:`cross_scene_similarities`).
         """
-        _, count, spread_sum, spread_count = prototypes.class_stats(class_id)
+        feature_sum, count, spread_sum, spread_count = prototypes.class_stats(class_id)
         if count == 0 or spread_count == 0:
             return
-        sims = cross_scene_similarities(pool, prototypes.means()[class_id],
+        sims = cross_scene_similarities(pool, feature_sum / count,
                                         spread_sum / spread_count, self.config.smoothing_window)
         if sims is not None:
             prototypes.add_cross_scene(class_id, sims)
