@@ -107,6 +107,7 @@ def test_state_holds_plain_values_only(photo_latents, small_config):
     ({'deep_layer': 'block9'}, 'deep_layer'),
     ({'centre_sigma': 0.0}, 'centre_sigma'),
     ({'surround_weight': 0.0}, 'surround_weight'),
+    ({'feature_layer': 'head_conv'}, 'feature_layer'),
 ])
 def test_load_refuses_incompatible_state(photo_latents, small_config, change, reason):
     learner = Learner(small_config())
@@ -230,6 +231,31 @@ def test_state_from_before_centre_pooling_loads_with_global_averages(photo_laten
         Learner(small_config()).load_state_dict(state)
     with pytest.raises(ValueError, match='surround_weight'):
         Learner(small_config(centre_sigma=0.0)).load_state_dict(state)
+
+
+def test_state_from_before_the_feature_layer_loads_with_head_conv(small_config):
+    learner = Learner(small_config(feature_layer='head_conv'))
+    assert learner.feature_dim == 1280
+    frames = np.random.default_rng(0).integers(0, 256, (5, 120, 160, 3), dtype=np.uint8)
+    learner.learn('cat', learner.encode_images(list(frames)))
+    state = learner.state_dict()
+    state['compat'] = {k: v for k, v in state['compat'].items() if k != 'feature_layer'}
+    old_settings = Learner(small_config(feature_layer='head_conv'))
+    old_settings.load_state_dict(state)
+    assert old_settings.classes() == [(0, 'cat')]
+    with pytest.raises(ValueError, match="incompatible feature_layer: saved 'head_conv'"):
+        Learner(small_config()).load_state_dict(state)
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'feature_layer': 'block99'}, "'block99' is not a stage"),
+    ({'feature_layer': 'block10'}, 'must come after the deep layer'),
+    ({'feature_layer': 'block9'}, 'must come after the deep layer'),
+    ({'deep_layer': 'block15', 'feature_layer': 'block12'}, 'must come after the deep layer'),
+])
+def test_feature_layer_is_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        LearnerConfig(**fields).validate()
 
 
 def test_learn_experience_learns_a_multi_class_batch_jointly(photo_latents, small_config):

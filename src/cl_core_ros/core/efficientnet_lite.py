@@ -5,8 +5,9 @@ Lite variant: no squeeze-and-excitation, ReLU6 everywhere, fixed 32-channel stem
 the weights were trained that way. BatchNorm epsilon is 1e-3 as in TensorFlow.
 
 Stage names (usable as latent replay layers): ``stem``, ``block0`` .. ``block15``, ``head_conv``.
-At 128x128 input, ``block10`` (the end of the 112-channel stage) outputs 112x8x8 and the pooled
-feature after ``head_conv`` is 1280-d.
+At 192x192 input, ``block10`` (the end of the 112-channel stage) outputs 112x12x12 and
+``block15`` (the learner's default feature layer) 320x6x6; ``head_conv`` widens that to the
+1280 channels the ImageNet classifier reads.
 """
 
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ FEATURE_DIM = HEAD_CHANNELS
 NUM_BLOCKS = sum(s[0] for s in STAGES)
 STAGE_NAMES = ('stem', *(f'block{i}' for i in range(NUM_BLOCKS)), 'head_conv')
 DEFAULT_DEEP_LAYER = 'block10'
+DEFAULT_FEATURE_LAYER = 'block15'  # 320 channels; see backbone.default_feature_layer
 
 
 class SameConv2d(nn.Conv2d):

@@ -29,7 +29,12 @@ import numpy as np
 import torch
 
 from cl_core_ros.core.ar1 import class_counts, train_experience, TrainSettings
-from cl_core_ros.core.backbone import build_backbone, fingerprint_module, NamedStages
+from cl_core_ros.core.backbone import (
+    build_backbone,
+    fingerprint_module,
+    NamedStages,
+    stage_names,
+)
 from cl_core_ros.core.batch_renorm import set_momentum
 from cl_core_ros.core.config import LearnerConfig
 from cl_core_ros.core.cwr import CWRHead
@@ -177,7 +182,8 @@ class Learner:
             torch.set_num_threads(self.config.num_threads)
         c = self.config
         self._backbone = build_backbone(
-            c.backbone, c.resolved_deep_layer, mobilenet_weights=c.mobilenet_weights,
+            c.backbone, c.resolved_deep_layer, feature_layer=c.resolved_feature_layer,
+            mobilenet_weights=c.mobilenet_weights,
             brn_kwargs={'momentum': c.brn_momentum_first, 'r_max_limit': c.brn_r_max,
                         'd_max_limit': c.brn_d_max, 'warmup_steps': c.brn_warmup_steps},
             centre_sigma=c.centre_sigma, surround_weight=c.surround_weight)
@@ -696,6 +702,15 @@ class Learner:
         """Return what a stored state must match to be loadable (backbone, input, layers)."""
         return self._compat()
 
+    def signature_defaults(self) -> dict:
+        """Return the signature values of states (and packs) stored before a field existed.
+
+        Those were made with global average pooling (``centre_sigma`` and ``surround_weight``
+        0) and the feature after the backbone's last stage (``feature_layer``).
+        """
+        return {'centre_sigma': 0.0, 'surround_weight': 0.0,
+                'feature_layer': stage_names(self.config.backbone)[-1]}
+
     # ------------------------------------------------------------------ fleet: lesson packs
     def upper_fingerprint(self) -> str:
         """Return the sha256 of the current ``upper`` weights (pool vectors are valid for it)."""
@@ -783,7 +798,8 @@ class Learner:
         if on_clash not in CLASH_POLICIES:
             raise PackError(f'on_clash must be one of {", ".join(CLASH_POLICIES)}, got '
                             f'{on_clash!r}')
-        differences = signature_differences(pack.signature, self._compat())
+        differences = signature_differences(pack.signature, self._compat(),
+                                            self.signature_defaults())
         if differences:
             raise PackError('the pack was made with another backbone, its patterns are '
                             f'meaningless here: {"; ".join(differences)}')
@@ -937,7 +953,8 @@ class Learner:
     # ------------------------------------------------------------------ persistence
     def _compat(self) -> dict:
         return {'backbone': self.config.backbone, 'input_size': self.config.input_size,
-                'deep_layer': self._backbone.deep_layer, 'feature_dim': self.feature_dim,
+                'deep_layer': self._backbone.deep_layer,
+                'feature_layer': self._backbone.feature_layer, 'feature_dim': self.feature_dim,
                 'deep_shape': list(self.deep_shape), 'centre_sigma': self.config.centre_sigma,
                 'surround_weight': self.config.surround_weight,
                 'lower_fingerprint': self._backbone.fingerprint}
@@ -975,10 +992,10 @@ class Learner:
             raise ValueError(f'state: format version {state.get("format_version")} is newer '
                              f'than this code ({STATE_FORMAT_VERSION})')
         saved, mine = state.get('compat', {}), self._compat()
-        for key in ('backbone', 'input_size', 'deep_layer', 'feature_dim', 'deep_shape',
-                    'centre_sigma', 'surround_weight', 'lower_fingerprint'):
-            # states from before centre-surround pooling were made with global averages (0)
-            a = saved.get(key, 0.0 if key in ('centre_sigma', 'surround_weight') else None)
+        before = self.signature_defaults()
+        for key in ('backbone', 'input_size', 'deep_layer', 'feature_layer', 'feature_dim',
+                    'deep_shape', 'centre_sigma', 'surround_weight', 'lower_fingerprint'):
+            a = saved.get(key, before.get(key))
             b = mine[key]
             if (list(a) if isinstance(a, list | tuple) else a) != b:
                 what = 'weights below the deep layer' if key == 'lower_fingerprint' else key

@@ -26,7 +26,7 @@ similarity to its top-1 prototype is under a floor is unknown (:func:`similarity
 - **Lesson-spread floor** (otherwise): every lesson's frames give a
   spread ``q`` (the 5th percentile of their cosine similarities to the lesson's mean); a class
   keeps the mean ``q_c`` over its lessons, and its floor is ``ratio * q_c``: ``ratio``
-  (``unknown_ratio``, 0.45) is how much of its lesson similarity a taught object keeps in a
+  (``unknown_ratio``, 0.53) is how much of its lesson similarity a taught object keeps in a
   scene it was not taught in, measured on the hard stream.
 
 The README gives both operating points on the hard stream.

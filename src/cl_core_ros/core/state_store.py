@@ -380,16 +380,20 @@ def _normalize_signature(signature: dict[str, Any] | None) -> dict[str, Any] | N
 
 
 def signature_differences(stored: dict[str, Any] | None,
-                          expected: dict[str, Any] | None) -> list[str]:
+                          expected: dict[str, Any] | None,
+                          defaults: dict[str, Any] | None = None) -> list[str]:
     """Describe how a stored model signature differs from the expected one (empty: same).
 
-    ``expected`` None accepts anything.
+    ``expected`` None accepts anything. ``defaults`` gives the value of a field that a stored
+    signature lacks because it was written before the field existed (e.g. a setting whose
+    earlier behaviour is one of its values now).
     """
     if expected is None:
         return []
     if not isinstance(stored, dict):
         return ['the stored version records no model signature, this model is '
                 f'{json.dumps(expected, sort_keys=True)}']
+    stored = {**{k: v for k, v in (defaults or {}).items() if k in expected}, **stored}
     differences = []
     for key in sorted(set(stored) | set(expected)):
         if key not in stored:
@@ -448,6 +452,7 @@ class StateStore:
 
     def __init__(self, root: Path | str, *, keep: int = 5,
                  model_signature: dict[str, Any] | None = None,
+                 signature_defaults: dict[str, Any] | None = None,
                  limits: StoreLimits | None = None) -> None:
         """Open (creating it with mode 0700 if needed) the state directory ``root``.
 
@@ -457,6 +462,8 @@ class StateStore:
             model_signature: JSON data describing the model the states belong to (backbone,
                 input size, layers...); versions recorded with another one are never loaded.
                 None accepts any version (tools).
+            signature_defaults: values of signature fields that versions written before those
+                fields existed are taken to have (:func:`signature_differences`).
             limits: sanity limits on what is read back.
 
         Raises:
@@ -469,6 +476,7 @@ class StateStore:
         self.root = Path(root).expanduser()
         self.keep = keep
         self.model_signature = _normalize_signature(model_signature)
+        self.signature_defaults = _normalize_signature(signature_defaults) or {}
         self.limits = limits or StoreLimits()
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
@@ -579,7 +587,8 @@ class StateStore:
                     problems.append(f'{invalid}; skipped, trying the previous version')
                     continue
                 differences = signature_differences(manifest['model_signature'],
-                                                    self.model_signature)
+                                                    self.model_signature,
+                                                    self.signature_defaults)
                 if differences:
                     refused.append((number, differences))
                     problems.append(f'{version_name(number)}: refused, written for another '
@@ -1011,7 +1020,8 @@ class StateStore:
 
     def _info(self, number: int, manifest: dict[str, Any], payloads: dict[str, bytes], *,
               current: bool) -> VersionInfo:
-        differences = signature_differences(manifest['model_signature'], self.model_signature)
+        differences = signature_differences(manifest['model_signature'], self.model_signature,
+                                            self.signature_defaults)
         manifest_size = (self.root / version_name(number) / MANIFEST_FILE).stat().st_size
         return VersionInfo(
             version=number, path=self.root / version_name(number),
@@ -1022,7 +1032,8 @@ class StateStore:
             problem='; '.join(differences) or None, current=current)
 
     def _raise_if_incompatible(self, number: int, manifest: dict[str, Any]) -> None:
-        differences = signature_differences(manifest['model_signature'], self.model_signature)
+        differences = signature_differences(manifest['model_signature'], self.model_signature,
+                                            self.signature_defaults)
         if differences:
             raise IncompatibleStateError(
                 f'{version_name(number)} was written for another model: '

@@ -72,13 +72,16 @@ PARAMS = [
           'mobilenet_v1; no registry ships them.', fixed=MODEL),
     Param('input_size', 192, 'Side of the square model input in pixels (the output_size of '
           'the camera node should match).', min=64, max=512, fixed=MODEL),
-    Param('centre_sigma', 0.18, 'Centre-weighted pooling of the last feature map (Gaussian '
+    Param('centre_sigma', 0.12, 'Centre-weighted pooling of the last feature map (Gaussian '
           'width, fraction of its side); 0 = global average pooling (states stored before '
           'this parameter existed were made with 0).', min=0.0, max=10.0, fixed=MODEL),
-    Param('surround_weight', 1.0, 'Share of the border ring of the last feature map '
+    Param('surround_weight', 0.5, 'Share of the border ring of the last feature map '
           'subtracted from the centre-weighted feature (centre-surround pooling); 0 = none '
           '(states stored before this parameter existed were made with 0).', min=0.0, max=4.0,
           fixed=MODEL),
+    Param('feature_layer', '', "Last backbone stage before pooling; empty = the backbone's "
+          'default (block15, 320-d, for efficientnet_lite0; head_conv gives the 1280-d feature '
+          'states stored before this parameter existed were made with).', fixed=MODEL),
     Param('state_dir', '', 'Directory of the durable learner state; empty = '
           '$ROS_HOME/cl_core_ros/state.', fixed='the state store is opened at start-up'),
     Param('state_keep', 5, 'Stored versions to keep (for rollback); older ones are removed at '
@@ -103,7 +106,7 @@ PARAMS = [
           'restarts the average).', min=1, max=100, runtime=True),
     Param('inference.unknown_threshold', 0.0, 'Below this smoothed top-1 score the frame is '
           '"unknown" (0 = off).', min=0.0, max=1.0, runtime=True),
-    Param('inference.unknown_ratio', 0.45, 'A frame is "unknown" when its smoothed similarity '
+    Param('inference.unknown_ratio', 0.53, 'A frame is "unknown" when its smoothed similarity '
           'to the top-1 class is under this share of the similarity that the lesson frames of '
           'that class reach (5th percentile); 0 = off. Used until an object was taught again '
           'in another scene.', min=0.0, max=1.0, runtime=True),
@@ -167,7 +170,7 @@ def config_from_params(p: dict) -> LearnerConfig:
     """Map node parameters onto the core's LearnerConfig (validated there)."""
     cfg = LearnerConfig(
         backbone=p['backbone'], input_size=p['input_size'], centre_sigma=p['centre_sigma'],
-        surround_weight=p['surround_weight'],
+        surround_weight=p['surround_weight'], feature_layer=p['feature_layer'] or None,
         mobilenet_weights=p['mobilenet_weights'] or None, max_classes=p['max_classes'],
         top_k=p['inference.top_k'], smoothing_window=p['inference.smoothing_window'],
         unknown_threshold=p['inference.unknown_threshold'],
@@ -195,7 +198,8 @@ class LearnerNode(Node):
         state_dir = p['state_dir'] or str(default_state_dir())
         self.learner = Learner(config_from_params(p))
         store = StateStore(state_dir, keep=p['state_keep'],
-                           model_signature=self.learner.signature())
+                           model_signature=self.learner.signature(),
+                           signature_defaults=self.learner.signature_defaults())
         self.teacher = Teacher(self.learner, store, gather_rate=p['gather.rate'],
                                default_frames=p['gather.frames'],
                                min_frames=p['gather.min_frames'],

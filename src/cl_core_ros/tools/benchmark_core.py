@@ -28,6 +28,7 @@ fresh process).
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -474,8 +475,13 @@ def _config_override(text: str) -> tuple[str, object]:
         return name, value.lower() in ('1', 'true', 'yes')
     if value.lower() == 'none':
         return name, None
+    if default is None:  # optional fields: a number where it reads as one, else a name
+        for kind in (int, float):
+            with contextlib.suppress(ValueError):
+                return name, kind(value)
+        return name, value
     try:
-        return name, type(default)(value) if default is not None else int(value)
+        return name, type(default)(value)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f'{text!r}: {err}') from err
 

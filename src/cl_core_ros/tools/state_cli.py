@@ -148,6 +148,7 @@ def _learner_for(store: StateStore, signature: dict | None, args: argparse.Names
     Its model comes from the current version's signature (or ``signature`` when the directory
     holds none), its memory sizes and storage from the stored state.
     """
+    from cl_core_ros.core.backbone import stage_names
     from cl_core_ros.core.learner import Learner
     from cl_core_ros.core.teacher import Teacher
 
@@ -160,6 +161,10 @@ def _learner_for(store: StateStore, signature: dict | None, args: argparse.Names
     values = {'backbone': signature.get('backbone', 'efficientnet_lite0'),
               'input_size': int(signature.get('input_size', 192)),
               'centre_sigma': float(signature.get('centre_sigma', 0.0)),
+              'surround_weight': float(signature.get('surround_weight', 0.0)),
+              # made before feature_layer existed: after the backbone's last stage
+              'feature_layer': signature.get('feature_layer') or stage_names(
+                  signature.get('backbone', 'efficientnet_lite0'))[-1],
               'deep_layer': signature.get('deep_layer'),
               'mobilenet_weights': args.mobilenet_weights}
     if state:
@@ -168,8 +173,9 @@ def _learner_for(store: StateStore, signature: dict | None, args: argparse.Names
                       deep_replay_policy=state['deep_replay']['policy'],
                       replay_dtype=state['replay_dtype'])
     learner = Learner(LearnerConfig(**values))
-    teacher = Teacher(learner, StateStore(store.root, keep=args.keep,
-                                          model_signature=learner.signature()))
+    teacher = Teacher(learner, StateStore(
+        store.root, keep=args.keep, model_signature=learner.signature(),
+        signature_defaults=learner.signature_defaults()))
     return teacher
 
 
