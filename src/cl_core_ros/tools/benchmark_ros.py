@@ -235,7 +235,7 @@ def main(argv=None) -> int:  # noqa: C901 - one linear measurement script
     from cl_core_ros.nodes.learner_node import LATCHED
     from cl_core_ros.srv import Consolidate, LabelObject, StartLearning
     from cl_core_ros.tools.ros_calls import call_service, wait_until
-    rclpy.init()
+    rclpy.init(args=[])  # NAME:=VALUE of --learner-param are the learner's, not remap rules here
     node = Node('benchmark_ros')
     rec = Recorder(node)
     status: list = []
