@@ -168,6 +168,16 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(previous)
 
 
+def signature_defaults(backbone: str) -> dict:
+    """Return the signature values of states (and packs) stored before a field existed.
+
+    Those were made with global average pooling (``centre_sigma`` and ``surround_weight`` 0)
+    and the feature after the backbone's last stage (``feature_layer``).
+    """
+    return {'centre_sigma': 0.0, 'surround_weight': 0.0,
+            'feature_layer': stage_names(backbone)[-1]}
+
+
 TUNABLE = frozenset({'top_k', 'smoothing_window', 'unknown_threshold', 'unknown_ratio',
                      'unknown_quantile', 'fast_epochs', 'deep_epochs'})
 """LearnerConfig fields that :meth:`Learner.tune` changes on a running learner."""
@@ -703,13 +713,8 @@ class Learner:
         return self._compat()
 
     def signature_defaults(self) -> dict:
-        """Return the signature values of states (and packs) stored before a field existed.
-
-        Those were made with global average pooling (``centre_sigma`` and ``surround_weight``
-        0) and the feature after the backbone's last stage (``feature_layer``).
-        """
-        return {'centre_sigma': 0.0, 'surround_weight': 0.0,
-                'feature_layer': stage_names(self.config.backbone)[-1]}
+        """Return :func:`signature_defaults` of this learner's backbone."""
+        return signature_defaults(self.config.backbone)
 
     # ------------------------------------------------------------------ fleet: lesson packs
     def upper_fingerprint(self) -> str:

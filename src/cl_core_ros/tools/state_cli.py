@@ -148,8 +148,7 @@ def _learner_for(store: StateStore, signature: dict | None, args: argparse.Names
     Its model comes from the current version's signature (or ``signature`` when the directory
     holds none), its memory sizes and storage from the stored state.
     """
-    from cl_core_ros.core.backbone import stage_names
-    from cl_core_ros.core.learner import Learner
+    from cl_core_ros.core.learner import Learner, signature_defaults
     from cl_core_ros.core.teacher import Teacher
 
     loaded = store.load_latest()
@@ -158,13 +157,13 @@ def _learner_for(store: StateStore, signature: dict | None, args: argparse.Names
         signature = loaded.info.model_signature or {}
     if not signature:
         raise StateStoreError(f'{store.root} holds no learner state to export from')
-    values = {'backbone': signature.get('backbone', 'efficientnet_lite0'),
+    backbone = signature.get('backbone', 'efficientnet_lite0')
+    signature = {**signature_defaults(backbone), **signature}  # fields it was made without
+    values = {'backbone': backbone,
               'input_size': int(signature.get('input_size', 192)),
-              'centre_sigma': float(signature.get('centre_sigma', 0.0)),
-              'surround_weight': float(signature.get('surround_weight', 0.0)),
-              # made before feature_layer existed: after the backbone's last stage
-              'feature_layer': signature.get('feature_layer') or stage_names(
-                  signature.get('backbone', 'efficientnet_lite0'))[-1],
+              'centre_sigma': float(signature['centre_sigma']),
+              'surround_weight': float(signature['surround_weight']),
+              'feature_layer': signature['feature_layer'],
               'deep_layer': signature.get('deep_layer'),
               'mobilenet_weights': args.mobilenet_weights}
     if state:
