@@ -114,3 +114,26 @@ def test_reservoir_counts_survive_state_purge_and_clear():
     assert memory.seen == {1: 30}
     memory.clear()
     assert memory.seen == {} and len(memory) == 0
+
+
+def test_class_balanced_update_keeps_rows_in_the_stored_dtype_and_order():
+    # The kept rows are gathered from the memory and the new patterns without concatenating all
+    # of them; the result must be what concatenating and then selecting gives.
+    g = torch.Generator().manual_seed(3)
+    memory = ClassBalancedReplay(12)
+    old = {'x': (torch.arange(10, dtype=torch.float32)[:, None] + 1000 * torch.tensor(
+        [0, 1] * 5)[:, None]).half()}
+    memory.update(old, torch.tensor([0, 1] * 5), generator=g)
+    assert memory.payload['x'].dtype == torch.float16
+    before = memory.payload['x'].clone()
+    memory.update(*_batch(2, 9, 2000), generator=g)
+    assert memory.payload['x'].dtype == torch.float16
+    assert memory.class_counts() == {0: 4, 1: 4, 2: 4}
+    assert _consistent(memory)
+    # Old classes keep old rows; class 2 rows come from the new batch, ascending within a class.
+    old_rows = {float(v) for v in before[:, 0]}
+    for value, label in zip(memory.payload['x'][:, 0].tolist(), memory.labels.tolist()):
+        assert (value in old_rows) == (label != 2)
+    assert memory.labels.tolist() == sorted(memory.labels.tolist())
+    with pytest.raises(ValueError, match='rows of shape'):
+        memory.update({'x': torch.zeros(2, 3)}, torch.tensor([0, 0]), generator=g)

@@ -43,6 +43,25 @@ def _cat(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> Payloa
     return {k: torch.cat([a[k], b[k].to(a[k].dtype)]) for k in a}
 
 
+def _gather(old: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor], idx: torch.Tensor,
+            n_old: int) -> Payload:
+    """Return rows ``idx`` of ``old`` followed by ``new`` without building that concatenation.
+
+    Index ``n_old + i`` is row ``i`` of ``new``; ``new`` takes the dtype of ``old`` when there is
+    one (as :func:`_cat`). Only the kept rows are copied.
+    """
+    from_old = idx < n_old
+    out = {}
+    for key, rows in new.items():
+        dtype = old[key].dtype if old else rows.dtype
+        kept = torch.empty((idx.shape[0],) + tuple(rows.shape[1:]), dtype=dtype)
+        if old:
+            kept[from_old] = old[key][idx[from_old]]
+        kept[~from_old] = rows[idx[~from_old] - n_old].to(dtype)
+        out[key] = kept
+    return out
+
+
 def balanced_quotas(counts: Mapping[int, int], capacity: int) -> dict[int, int]:
     """Return how many patterns each class keeps in a class-balanced memory of ``capacity``."""
     remaining = capacity
@@ -133,6 +152,11 @@ class ReplayMemory:
             raise ValueError('one label per pattern expected')
         if self.payload and set(self.payload) != set(payload):
             raise ValueError(f'payload fields differ: {sorted(self.payload)} vs {sorted(payload)}')
+        for key, rows in self.payload.items():
+            if rows.shape[1:] != payload[key].shape[1:]:
+                raise ValueError(f'payload {key!r}: rows of shape '
+                                 f'{tuple(payload[key].shape[1:])}, the memory holds '
+                                 f'{tuple(rows.shape[1:])}')
 
     def state_dict(self) -> dict:
         """Return tensors and plain values."""
@@ -214,7 +238,6 @@ class ClassBalancedReplay(ReplayMemory):
         self._check(payload, labels)
         self.experiences += 1
         n_old = len(self)
-        merged = _cat(self.payload, payload) if self.payload else dict(payload)
         merged_labels = torch.cat([self.labels, labels.long()])
         counts = {int(c): int(n) for c, n in zip(*torch.unique(merged_labels,
                                                                return_counts=True))}
@@ -232,7 +255,7 @@ class ClassBalancedReplay(ReplayMemory):
             keep.append(members)
             self.seen[c] = before + added
         idx = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.long)
-        self.payload = _take(merged, idx)
+        self.payload = _gather(self.payload, payload, idx, n_old)
         self.labels = merged_labels[idx]
 
     @staticmethod
