@@ -39,6 +39,7 @@ from cl_core_ros.core.batch_renorm import set_momentum
 from cl_core_ros.core.config import LearnerConfig
 from cl_core_ros.core.cwr import CWRHead
 from cl_core_ros.core.fusion import inference_copy
+from cl_core_ros.core.heap import release_free_heap
 from cl_core_ros.core.inference import decide, known_softmax, Prediction, PrototypeBank, Smoother
 from cl_core_ros.core.labels import LabelRegistry
 from cl_core_ros.core.latents import Latents, QuantisedTensor
@@ -568,8 +569,15 @@ class Learner:
         Trains copies of ``upper`` (BRN) and the head, consolidates with CWR*, updates the deep
         memory, recomputes pool-level replay vectors and prototypes, then swaps everything in.
         ``predict`` keeps working meanwhile. If ``should_stop()`` becomes True the update is
-        abandoned and nothing changes (``stopped=True`` in the report).
+        abandoned and nothing changes (``stopped=True`` in the report). The heap pages that the
+        training freed are handed back to the system afterwards (:mod:`~cl_core_ros.core.heap`).
         """
+        try:
+            return self._consolidate(should_stop)
+        finally:
+            release_free_heap()
+
+    def _consolidate(self, should_stop: Callable[[], bool] | None) -> UpdateReport:
         c = self.config
         with self._train_lock:
             start, cpu_start = time.perf_counter(), time.process_time()

@@ -29,6 +29,7 @@ from rclpy.executors import (
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from cl_core_ros.core.heap import fix_heap_thresholds
 from cl_core_ros.core.state_store import StateStoreError
 from cl_core_ros.nodes.compat import shutdown_executor
 from cl_core_ros.nodes.params import ParameterError
@@ -213,6 +214,8 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
     # after each; with the default 5 ms switch interval the executor threads kept it waiting
     # (12 -> 26 predictions/s at 30 fps in benchmark_ros with 0.5 ms).
     sys.setswitchinterval(0.0005)
+    # Freed training maps go back to the system instead of staying on the heap (core/heap.py).
+    fix_heap_thresholds()
     stop = StopRequest(grace_s)
     stop.install()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)  # ours, above

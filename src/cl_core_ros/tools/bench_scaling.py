@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from cl_core_ros.core.config import LearnerConfig
+from cl_core_ros.core.heap import fix_heap_thresholds
 from cl_core_ros.core.learner import Learner
 
 
@@ -138,6 +139,7 @@ def main(argv=None) -> int:
         parser.error('--classes: positive integers')
     if args.threads:
         torch.set_num_threads(args.threads)
+    fix_heap_thresholds()  # as the nodes do
     rows = measure(counts, consolidate=args.consolidate, input_size=args.input_size,
                    seed=args.seed, frames=args.frames)
     args.out.write_text(json.dumps(rows, indent=1))

@@ -51,6 +51,7 @@ from cl_core_ros.core.baselines import (
     ReplayHead,
 )
 from cl_core_ros.core.config import LearnerConfig
+from cl_core_ros.core.heap import fix_heap_thresholds
 from cl_core_ros.core.latents import Latents
 from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.metrics import AccuracyMatrix, auroc
@@ -178,6 +179,7 @@ def run(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
+    fix_heap_thresholds()  # as the nodes do
     stream = build_stream(args)
     print(f'stream: {stream.description}', flush=True)
     overrides = {'seed': args.seed, 'deep_epochs': args.deep_epochs}
