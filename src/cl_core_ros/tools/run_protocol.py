@@ -77,6 +77,7 @@ import time
 
 import numpy as np
 
+from cl_core_ros.core.heap import fix_heap_thresholds
 from cl_core_ros.core.metrics import accuracy, AccuracyMatrix, per_class_accuracy
 from cl_core_ros.data.core50 import Core50Error
 from cl_core_ros.data.core50_filelists import (
@@ -1178,6 +1179,7 @@ def aggregate_runs(summaries: Sequence[dict]) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the protocol runner; return the exit code (0 ok, 2 bad input, 1 failure)."""
     args = parse_args(argv)
+    fix_heap_thresholds()  # as the nodes do: a learner in this process consolidates too
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format='[%(levelname)s] %(name)s: %(message)s')
