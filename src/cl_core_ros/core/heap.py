@@ -29,7 +29,7 @@ beside inference; the frame rate and the resident set are what a robot feels.
 """
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 
 logger = logging.getLogger(__name__)
@@ -45,12 +45,11 @@ _M_TRIM_THRESHOLD = -1  # <malloc.h>
 _M_MMAP_THRESHOLD = -3
 
 
+@functools.cache
 def _libc():
-    name = ctypes.util.find_library('c')
-    if not name:
-        return None
+    """Return the C library this process runs on if it has glibc's malloc controls, else None."""
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the process's own symbols: no library search, no subprocess
         libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc only
     except (OSError, AttributeError):
         return None

@@ -214,7 +214,8 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
     # after each; with the default 5 ms switch interval the executor threads kept it waiting
     # (12 -> 26 predictions/s at 30 fps in benchmark_ros with 0.5 ms).
     sys.setswitchinterval(0.0005)
-    # Freed training maps go back to the system instead of staying on the heap (core/heap.py).
+    # Fixed heap thresholds: freed training maps leave the resident set, and an untaught learner
+    # does not fault its heap in again at every frame (core/heap.py).
     fix_heap_thresholds()
     stop = StopRequest(grace_s)
     stop.install()
