@@ -10,7 +10,7 @@ That hurt the learner twice:
 - Memory. Once a deep consolidation has freed its activation maps, every later block below
   32 MiB comes from the heap, whose freed space mostly stays resident. ``bench_scaling``, 100
   classes: 573 MiB at rest and a 1,460 MiB peak while consolidating 11,000 pending latents
-  with glibc's defaults; 490 and 1,060 MiB with the thresholds fixed here.
+  with glibc's defaults; 440 and 1,039 MiB with the thresholds fixed here.
 - Speed. Before the first lesson the heap's top was given back to the system after every
   frame and faulted in again at the next: about 3,900 minor page faults per frame, a
   single-frame prediction (640x480, 192 px, one thread) in 39-40 ms against 33-34 ms once the
