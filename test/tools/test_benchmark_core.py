@@ -39,8 +39,34 @@ def test_benchmark_core_writes_every_output(tmp_path):
     assert 'AUROC' in result.stdout and 'fast update' in result.stdout
 
 
+@pytest.mark.slow
+def test_benchmark_core_summarises_several_object_sets(tmp_path):
+    out = tmp_path / 'bench'
+    result = subprocess.run(
+        [sys.executable, '-m', 'cl_core_ros.tools.benchmark_core', '--out', str(out),
+         '--classes', '2', '--lessons', '1', '--frames', '5', '--test-sessions', '1',
+         '--test-frames', '3', '--never-taught', '1', '--skip-deep', '--seeds', '3,4',
+         '--set', 'fast_epochs=1', '--joint-epochs', '1'],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    runs = {seed: json.loads((out / f'seed_{seed}' / 'summary.json').read_text())
+            for seed in (3, 4)}
+    assert [r['seed'] for r in runs.values()] == [3, 4]
+    assert runs[3]['classes'] != runs[4]['classes']  # two object sets, not one run twice
+    summary = json.loads((out / 'seeds.json').read_text())
+    assert summary['seeds'] == [3, 4] and 'ar1_fast_deep' not in summary['strategies']
+    final = summary['accuracy']['ar1_fast']['final_accuracy']
+    assert final['values'] == [runs[s]['summary'][0]['final_accuracy'] for s in (3, 4)]
+    assert final['min'] <= final['mean'] <= final['max']
+    assert set(summary['product_at_least']) == {'ncm', 'slda', 'joint'}
+    assert len(summary['open_set']['ar1_fast']['auroc']['values']) == 2
+    assert (out / 'seeds.csv').read_text().startswith('strategy,figure,mean,sd,min,max')
+    assert 'over 2 object sets (seeds 3, 4)' in result.stdout
+
+
 def test_benchmark_core_rejects_bad_arguments(tmp_path):
-    for bad in (['--classes', '1'], ['--set', 'no_such_field=1'], ['--set', 'fast_lr=abc']):
+    for bad in (['--classes', '1'], ['--set', 'no_such_field=1'], ['--set', 'fast_lr=abc'],
+                ['--seeds', '1,x'], ['--seeds', '1,1'], ['--seeds', '0,1', '--scaling', '1']):
         result = subprocess.run(
             [sys.executable, '-m', 'cl_core_ros.tools.benchmark_core', '--out',
              str(tmp_path), *bad], capture_output=True, text=True, timeout=120, check=False)

@@ -23,6 +23,7 @@ import sys
 import time
 
 from cl_core_ros.core.config import LearnerConfig
+from cl_core_ros.core.heap import fix_heap_thresholds
 from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.lesson_pack import decode
 from cl_core_ros.data.scenes import make_stream, short_name
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                         help='measure again after a deep consolidation')
     parser.add_argument('--json', type=Path, default=None, help='write the figures here')
     args = parser.parse_args(argv)
+    fix_heap_thresholds()  # as the nodes do (it can consolidate)
     result = run(args.classes, args.frames, args.consolidate)
     _print(result)
     if args.json:

@@ -4,7 +4,8 @@ Usage::
 
     python -m cl_core_ros.tools.benchmark_core --out DIR [--source hard|photos|fashion-mnist]
         [--classes 8] [--lessons 2] [--frames 100] [--test-sessions 4] [--test-frames 25]
-        [--consolidate-every 8] [--seed 0] [--threads 2] [--scaling 1,10,50,100]
+        [--consolidate-every 8] [--seed 0 | --seeds 0,1,2] [--threads 2]
+        [--scaling 1,10,50,100]
 
 Default stream: the hard scene stream of EVALUATION.md (:mod:`cl_core_ros.data.scenes`):
 8 objects taught from one 100-frame session each, then a second lesson each; 4 test sessions of
@@ -24,7 +25,10 @@ round and at the end, forgetting of all and of the first classes, update times, 
 ``open_set.png`` (AUROC of the unknown score, never-taught and taught frames flagged unknown,
 per frame and smoothed), ``timing.csv``, and with ``--scaling`` ``scaling.csv`` +
 ``scaling.png`` (fast update and inference time and RSS from 1 to 100 classes, measured in a
-fresh process).
+fresh process). With ``--seeds`` every object set runs in turn into ``DIR/seed_N/`` and
+``seeds.json`` + ``seeds.csv`` summarise them (:mod:`cl_core_ros.tools.seed_summary`: mean,
+spread and worst set of every strategy, the sets on which the product matched each read-out
+on its features, the open set).
 """
 
 import argparse
@@ -55,6 +59,7 @@ from cl_core_ros.core.heap import fix_heap_thresholds
 from cl_core_ros.core.latents import Latents
 from cl_core_ros.core.learner import Learner
 from cl_core_ros.core.metrics import AccuracyMatrix, auroc
+from cl_core_ros.tools import seed_summary
 from cl_core_ros.tools.bench_scaling import peak_rss_mb
 from cl_core_ros.tools.bench_streams import BenchStream, fashion_stream, hard_stream, photo_stream
 
@@ -519,6 +524,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--scaling', default='',
                         help='class counts for the scaling measurement, e.g. 1,10,50,100')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seeds', default='',
+                        help='several object sets, e.g. 0,1,2: one run each into DIR/seed_N, '
+                             'then their summary (mean, sd, worst set)')
     parser.add_argument('--threads', type=int, default=2, help='torch threads (0: default)')
     args = parser.parse_args(argv)
     args.set = dict(args.set)
@@ -528,14 +536,39 @@ def parse_args(argv=None) -> argparse.Namespace:
                      '--test-frames >= 1')
     if args.consolidate_every < 1:
         parser.error('--consolidate-every must be >= 1')
+    try:
+        args.seeds = [int(v) for v in args.seeds.split(',')] if args.seeds else []
+    except ValueError:
+        parser.error(f'--seeds: comma-separated integers, got {args.seeds!r}')
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error('--seeds: each seed once')
+    if args.seeds and args.scaling:
+        parser.error('--scaling measures one process: give it with --seed, not --seeds')
     return args
+
+
+def run_seeds(args: argparse.Namespace) -> dict:
+    """Run every seed of ``args.seeds`` into ``out/seed_N``; write and return their summary."""
+    out = Path(args.out)
+    results = []
+    for seed in args.seeds:
+        print(f'=== seed {seed} ===', flush=True)
+        results.append(run(argparse.Namespace(**{**vars(args), 'seed': seed,
+                                                 'out': str(out / f'seed_{seed}')})))
+    summary = seed_summary.summarise(results)
+    (out / 'seeds.json').write_text(json.dumps(_clean(summary), indent=1))
+    _write_csv(out / 'seeds.csv', seed_summary.rows(summary))
+    print(seed_summary.format_table(summary))
+    print(f'summary of {len(results)} object sets in {out}')
+    return summary
 
 
 def main(argv=None) -> int:
     """Entry point."""
     logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv)
     try:
-        run(parse_args(argv))
+        run_seeds(args) if args.seeds else run(args)
     except FileNotFoundError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

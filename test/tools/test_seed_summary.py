@@ -1,0 +1,71 @@
+"""The summary of benchmark_core over several object sets: statistics, wins, open set, errors."""
+
+import math
+
+import pytest
+
+from cl_core_ros.tools.seed_summary import format_table, rows, summarise
+
+
+def _result(seed: int, accuracies: dict, open_set: tuple | None = None) -> dict:
+    summary = [{'strategy': name, 'accuracy_first_round': first, 'final_accuracy': final}
+               for name, (first, final) in accuracies.items()]
+    opened = []
+    if open_set:
+        auroc, never, taught = open_set
+        opened = [{'strategy': 'ar1_fast', 'untaught': 'never_taught', 'frames': 'smoothed',
+                   'auroc': auroc, 'untaught_flagged': never, 'taught_flagged': taught},
+                  # rows the summary must leave out
+                  {'strategy': 'ar1_fast', 'untaught': 'never_taught', 'frames': 'per_frame',
+                   'auroc': 0.1, 'untaught_flagged': 0.1, 'taught_flagged': 0.9},
+                  {'strategy': 'ar1_fast', 'untaught': 'similar_kind', 'frames': 'smoothed',
+                   'auroc': 0.2, 'untaught_flagged': 0.2, 'taught_flagged': 0.8}]
+    return {'seed': seed, 'summary': summary, 'open_set': opened}
+
+
+def test_mean_sd_extremes_and_wins_over_seeds():
+    results = [
+        _result(0, {'ar1_fast': (0.90, 0.96), 'ncm': (0.90, 0.95), 'joint': (0.92, 0.94),
+                    'naive': (0.1, 0.5)}, (0.99, 0.80, 0.00)),
+        _result(1, {'ar1_fast': (0.80, 1.00), 'ncm': (0.80, 1.00), 'joint': (0.85, 0.99),
+                    'naive': (0.2, 0.6)}, (0.95, 0.40, 0.04)),
+        _result(2, {'ar1_fast': (1.00, 0.98), 'ncm': (0.99, 0.99), 'joint': (0.90, 0.97),
+                    'naive': (0.3, 0.7)}, (0.97, 0.60, 0.02)),
+    ]
+    s = summarise(results)
+    assert s['seeds'] == [0, 1, 2] and s['strategies'] == ['ar1_fast', 'ncm', 'joint', 'naive']
+    first = s['accuracy']['ar1_fast']['accuracy_first_round']
+    assert first['mean'] == pytest.approx(0.9) and first['sd'] == pytest.approx(0.1)
+    assert (first['min'], first['max'], first['values']) == (0.8, 1.0, [0.9, 0.8, 1.0])
+    # equal counts as matching; naive is not a read-out on the same features; slda absent
+    assert s['product_at_least'] == {
+        'ncm': {'accuracy_first_round': 3, 'final_accuracy': 2},
+        'joint': {'accuracy_first_round': 1, 'final_accuracy': 3}}
+    never = s['open_set']['ar1_fast']
+    assert never['auroc']['mean'] == pytest.approx(0.97) and never['auroc']['min'] == 0.95
+    assert never['untaught_flagged']['values'] == [0.80, 0.40, 0.60]
+    assert never['taught_flagged']['max'] == 0.04
+    table = format_table(s)
+    assert 'over 3 object sets (seeds 0, 1, 2)' in table
+    assert 'ar1_fast >= ncm on the same features: first round 3 of 3, final 2 of 3' in table
+    assert 'taught flagged 0.020 (worst 0.040)' in table
+    flat = {(r['strategy'], r['figure']): r for r in rows(s)}
+    assert flat[('joint', 'final_accuracy')]['min'] == 0.94
+    assert flat[('ar1_fast', 'open_set_smoothed_auroc')]['per_seed'] == '0.9900 0.9500 0.9700'
+
+
+def test_one_seed_has_no_spread_and_missing_values_are_skipped():
+    s = summarise([_result(5, {'ar1_fast': (0.5, math.nan), 'slda': (0.4, 0.7)})])
+    final = s['accuracy']['ar1_fast']['final_accuracy']
+    assert math.isnan(final['mean']) and math.isnan(final['min'])
+    assert s['accuracy']['slda']['accuracy_first_round']['sd'] == 0.0
+    assert s['open_set'] == {} and 'over 1 object sets (seeds 5)' in format_table(s)
+
+
+@pytest.mark.parametrize('results, message', [
+    ([], 'no results'),
+    ([_result(0, {'ar1_fast': (1, 1)}), _result(1, {'ncm': (1, 1)})], 'other strategies'),
+])
+def test_refuses_what_cannot_be_summarised(results, message):
+    with pytest.raises(ValueError, match=message):
+        summarise(results)
