@@ -48,14 +48,13 @@ def _hang_then(spun, server, stop, **kwargs):
     outcome = {}
 
     def call():
-        began = time.monotonic()
         try:
             outcome['answer'] = call_service(spun, Trigger, '/svc', Trigger.Request(), 120.0,
                                              alive=kwargs.pop('alive', None) and proc.alive,
                                              **kwargs)
         except Exception as exc:  # noqa: BLE001 - handed to the test
             outcome['error'] = exc
-        outcome['seconds'] = time.monotonic() - began
+        outcome['ended'] = time.monotonic()
 
     thread = threading.Thread(target=call)
     thread.start()
@@ -64,6 +63,7 @@ def _hang_then(spun, server, stop, **kwargs):
         assert time.monotonic() < deadline and thread.is_alive(), (proc.tail(), outcome)
         time.sleep(0.05)
     stop(proc)
+    outcome['server_gone'] = time.monotonic()  # the wait that must end is measured from here
     return thread, outcome
 
 
@@ -71,14 +71,18 @@ def test_a_server_killed_during_the_call_ends_the_wait_at_once(spun, server):
     thread, outcome = _hang_then(spun, server, NodeProcess.kill, alive=True)
     thread.join(30)
     assert isinstance(outcome.get('error'), ServerGoneError), outcome
-    assert 'its process exited' in str(outcome['error']) and outcome['seconds'] < 10
+    assert 'its process exited' in str(outcome['error'])
+    assert outcome['ended'] - outcome['server_gone'] < 10, outcome
 
 
 def test_a_server_that_leaves_the_graph_ends_the_wait(spun, server):
     thread, outcome = _hang_then(spun, server, NodeProcess.stop, gone_after=1.0)
     thread.join(60)
     assert isinstance(outcome.get('error'), ServerGoneError), outcome
-    assert 'left the ROS graph' in str(outcome['error']) and outcome['seconds'] < 30
+    # the server left 1 s (gone_after) plus a graph poll before the call gives up; discovery
+    # and the server's own shutdown come before and depend on the machine's load
+    assert 'left the ROS graph' in str(outcome['error'])
+    assert outcome['ended'] - outcome['server_gone'] < 20, outcome
 
 
 def test_an_idempotent_call_is_sent_again_to_the_restarted_server(spun, server):
@@ -112,4 +116,4 @@ def test_a_server_replaced_while_the_service_never_left_the_graph_is_asked_again
     thread, outcome = _hang_then(spun, server, replace, gone_after=1.0, resend=True)
     thread.join(90)
     assert outcome.get('answer') is not None, outcome
-    assert outcome['answer'].success and outcome['seconds'] < 30
+    assert outcome['answer'].success and outcome['ended'] - outcome['server_gone'] < 20, outcome
