@@ -10,15 +10,19 @@ STRATEGIES = {'ar1_fast', 'ar1_fast_deep', 'ncm', 'slda', 'joint', 'naive', 'rep
               'replay_balanced_no_cwr'}
 
 
+def _bench(out, *args, timeout=600):
+    return subprocess.run([sys.executable, '-m', 'cl_core_ros.tools.benchmark_core', '--out',
+                           str(out), *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
 @pytest.mark.slow
 def test_benchmark_core_writes_every_output(tmp_path):
     out = tmp_path / 'bench'
-    result = subprocess.run(
-        [sys.executable, '-m', 'cl_core_ros.tools.benchmark_core', '--out', str(out),
-         '--classes', '2', '--lessons', '2', '--frames', '6', '--test-sessions', '2',
-         '--test-frames', '3', '--never-taught', '1', '--consolidate-every', '2',
-         '--deep-epochs', '1', '--scaling', '1,2', '--set', 'fast_epochs=2'],
-        capture_output=True, text=True, timeout=600, check=False)
+    result = _bench(
+        out, '--classes', '2', '--lessons', '2', '--frames', '6', '--test-sessions', '2',
+        '--test-frames', '3', '--never-taught', '1', '--consolidate-every', '2',
+        '--deep-epochs', '1', '--scaling', '1,2', '--set', 'fast_epochs=2')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in ('summary.json', 'summary.csv', 'accuracy.csv', 'accuracy.png', 'per_object.csv',
                  'open_set.csv', 'open_set.png', 'timing.csv', 'scaling.csv', 'scaling.png'):
@@ -42,12 +46,10 @@ def test_benchmark_core_writes_every_output(tmp_path):
 @pytest.mark.slow
 def test_benchmark_core_summarises_several_object_sets(tmp_path):
     out = tmp_path / 'bench'
-    result = subprocess.run(
-        [sys.executable, '-m', 'cl_core_ros.tools.benchmark_core', '--out', str(out),
-         '--classes', '2', '--lessons', '1', '--frames', '5', '--test-sessions', '1',
-         '--test-frames', '3', '--never-taught', '1', '--skip-deep', '--seeds', '3,4',
-         '--set', 'fast_epochs=1', '--joint-epochs', '1'],
-        capture_output=True, text=True, timeout=600, check=False)
+    result = _bench(
+        out, '--classes', '2', '--lessons', '1', '--frames', '5', '--test-sessions', '1',
+        '--test-frames', '3', '--never-taught', '1', '--skip-deep', '--seeds', '3,4',
+        '--set', 'fast_epochs=1', '--joint-epochs', '1')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     runs = {seed: json.loads((out / f'seed_{seed}' / 'summary.json').read_text())
             for seed in (3, 4)}
@@ -67,7 +69,5 @@ def test_benchmark_core_summarises_several_object_sets(tmp_path):
 def test_benchmark_core_rejects_bad_arguments(tmp_path):
     for bad in (['--classes', '1'], ['--set', 'no_such_field=1'], ['--set', 'fast_lr=abc'],
                 ['--seeds', '1,x'], ['--seeds', '1,1'], ['--seeds', '0,1', '--scaling', '1']):
-        result = subprocess.run(
-            [sys.executable, '-m', 'cl_core_ros.tools.benchmark_core', '--out',
-             str(tmp_path), *bad], capture_output=True, text=True, timeout=120, check=False)
+        result = _bench(tmp_path, *bad, timeout=120)
         assert result.returncode == 2 and 'error' in result.stderr, bad

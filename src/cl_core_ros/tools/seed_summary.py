@@ -66,19 +66,14 @@ def summarise(results: list[dict]) -> dict:
 
 def rows(summary: dict) -> list[dict]:
     """Flatten ``summary`` into CSV rows: one per strategy and figure."""
-    out = []
-    for name, figures in summary['accuracy'].items():
-        for key, stats in figures.items():
-            out.append({'strategy': name, 'figure': key, 'mean': stats['mean'],
-                        'sd': stats['sd'], 'min': stats['min'], 'max': stats['max'],
-                        'per_seed': ' '.join(f'{v:.4f}' for v in stats['values'])})
-    for name, figures in summary['open_set'].items():
-        for key, stats in figures.items():
-            out.append({'strategy': name, 'figure': f'open_set_smoothed_{key}',
-                        'mean': stats['mean'], 'sd': stats['sd'], 'min': stats['min'],
-                        'max': stats['max'],
-                        'per_seed': ' '.join(f'{v:.4f}' for v in stats['values'])})
-    return out
+    figures = [(name, key, stats) for name, by_key in summary['accuracy'].items()
+               for key, stats in by_key.items()]
+    figures += [(name, f'open_set_smoothed_{key}', stats)
+                for name, by_key in summary['open_set'].items() for key, stats in by_key.items()]
+    return [{'strategy': name, 'figure': key, 'mean': stats['mean'], 'sd': stats['sd'],
+             'min': stats['min'], 'max': stats['max'],
+             'per_seed': ' '.join(f'{v:.4f}' for v in stats['values'])}
+            for name, key, stats in figures]
 
 
 def format_table(summary: dict) -> str:
