@@ -37,10 +37,13 @@ def _growth(mode: str) -> tuple[float, float]:
 def test_fixed_threshold_returns_freed_large_blocks_and_trim_returns_the_rest():
     default_grown, default_trimmed = _growth('default')
     fixed_grown, _ = _growth('fixed')
-    # glibc's dynamic threshold keeps the freed 20 MB blocks on the heap, resident.
-    assert default_grown > 30
+    # glibc's dynamic threshold keeps freed 20 MB blocks on the heap, resident: how many depends
+    # on where the small tensors land (one block, 19-20 MiB, up to all but the first, 135 MiB),
+    # never none.
+    assert default_grown > 15
     assert fixed_grown < 8
-    assert default_trimmed < default_grown - 20
+    # malloc_trim hands all of them back.
+    assert default_trimmed < 8
 
 
 def test_threshold_must_be_positive():
