@@ -25,7 +25,8 @@ def test_benchmark_core_writes_every_output(tmp_path):
         '--deep-epochs', '1', '--scaling', '1,2', '--set', 'fast_epochs=2')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in ('summary.json', 'summary.csv', 'accuracy.csv', 'accuracy.png', 'per_object.csv',
-                 'open_set.csv', 'open_set.png', 'timing.csv', 'scaling.csv', 'scaling.png'):
+                 'per_object_first_round.csv', 'open_set.csv', 'open_set.png', 'timing.csv',
+                 'scaling.csv', 'scaling.png'):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['source'] == 'hard' and len(summary['classes']) == 2
@@ -35,6 +36,9 @@ def test_benchmark_core_writes_every_output(tmp_path):
         assert 0 <= row['final_accuracy'] <= 1 and 0 <= row['accuracy_first_round'] <= 1
     assert rows['ar1_fast_deep']['deep_updates'] == 2
     assert set(summary['per_object']['ar1_fast']) == set(summary['classes'])
+    first = summary['per_object_first_round']
+    assert set(first) == STRATEGIES and set(first['ncm']) == set(summary['classes'])
+    assert sum(first['ncm'].values()) / 2 == pytest.approx(rows['ncm']['accuracy_first_round'])
     open_set = {(r['strategy'], r['untaught'], r['frames']) for r in summary['open_set']}
     assert ('ar1_fast', 'never_taught', 'smoothed') in open_set
     assert ('ncm', 'never_taught', 'per_frame') in open_set
@@ -63,6 +67,11 @@ def test_benchmark_core_summarises_several_object_sets(tmp_path):
     assert set(summary['product_at_least']) == {'ncm', 'slda', 'joint'}
     assert len(summary['open_set']['ar1_fast']['auroc']['values']) == 2
     assert (out / 'seeds.csv').read_text().startswith('strategy,figure,mean,sd,min,max')
+    paired = summary['paired']['joint']['final_accuracy']
+    assert paired['objects'] == 4  # two objects in each of the two sets
+    assert paired['low'] <= paired['mean'] <= paired['high']
+    assert (out / 'paired.csv').read_text().startswith('product,read_out,figure,mean,low,high')
+    assert 'ar1_fast - joint, final, per object:' in result.stdout
     assert 'over 2 object sets (seeds 3, 4)' in result.stdout
 
 

@@ -1,10 +1,16 @@
-"""The summary of benchmark_core over several object sets: statistics, wins, open set, errors."""
+"""benchmark_core over several object sets: statistics, wins, pairs, open set, errors."""
 
 import math
 
 import pytest
 
-from cl_core_ros.tools.seed_summary import format_table, rows, summarise
+from cl_core_ros.tools.seed_summary import (
+    format_table,
+    paired_difference,
+    paired_rows,
+    rows,
+    summarise,
+)
 
 
 def _result(seed: int, accuracies: dict, open_set: tuple | None = None) -> dict:
@@ -69,3 +75,57 @@ def test_one_seed_has_no_spread_and_missing_values_are_skipped():
 def test_refuses_what_cannot_be_summarised(results, message):
     with pytest.raises(ValueError, match=message):
         summarise(results)
+
+
+def test_paired_difference_mean_interval_and_signs():
+    d = [0.04, 0.0, -0.04, 0.12, 0.0, 0.08, float('nan')]  # the NaN (no figure) is left out
+    p = paired_difference(d)
+    assert p['mean'] == pytest.approx(0.2 / 6) and p['objects'] == 6
+    assert (p['better'], p['worse'], p['equal']) == (3, 1, 2)
+    assert p['low'] < p['mean'] < p['high']
+    assert -0.04 <= p['low'] and p['high'] <= 0.12  # a resampled mean stays within the values
+    assert paired_difference(d) == p  # seeded: the same summary twice
+    wider = paired_difference(d, level=0.99)
+    assert wider['low'] <= p['low'] and wider['high'] >= p['high']
+    same = paired_difference([0.0, 0.0])
+    assert (same['low'], same['high'], same['equal']) == (0.0, 0.0, 2)
+    with pytest.raises(ValueError, match='no paired differences'):
+        paired_difference([float('nan')])
+
+
+def test_summary_pairs_objects_across_sets_and_after_each_round():
+    def result(seed, first, final):
+        r = _result(seed, {'ar1_fast': (0.9, 0.9), 'joint': (0.9, 0.9), 'slda': (0.9, 0.9)})
+        r['per_object'] = final
+        if first is not None:
+            r['per_object_first_round'] = first
+        return r
+
+    results = [
+        result(0, {'ar1_fast': {'a': 1.0, 'b': 0.8}, 'joint': {'a': 0.9, 'b': 0.8},
+                   'slda': {'a': 1.0, 'b': 0.6}},
+               {'ar1_fast': {'a': 1.0, 'b': 1.0}, 'joint': {'a': 1.0, 'b': 0.96},
+                'slda': {'a': 0.92, 'b': 1.0}}),
+        # a set measured before the first-round table existed: only its final figures count
+        result(1, None, {'ar1_fast': {'c': 0.88}, 'joint': {'c': 1.0}, 'slda': {'c': 0.88}}),
+    ]
+    s = summarise(results)
+    joint = s['paired']['joint']
+    assert joint['accuracy_first_round']['objects'] == 2
+    assert joint['accuracy_first_round']['mean'] == pytest.approx(0.05)
+    assert joint['final_accuracy']['objects'] == 3
+    assert joint['final_accuracy']['mean'] == pytest.approx((0.0 + 0.04 - 0.12) / 3)
+    assert (joint['final_accuracy']['better'], joint['final_accuracy']['worse']) == (1, 1)
+    assert s['paired']['slda']['final_accuracy']['equal'] == 2
+    table = format_table(s)
+    assert 'ar1_fast - joint, first round, per object: +5.00 points (95% bootstrap' in table
+    assert 'better on 1, worse on 1, equal on 1 of 3 objects' in table
+    flat = {(r['read_out'], r['figure']): r for r in paired_rows(s)}
+    assert set(flat) == {(b, k) for b in ('joint', 'slda')
+                         for k in ('accuracy_first_round', 'final_accuracy')}
+    assert flat[('slda', 'accuracy_first_round')]['mean'] == pytest.approx(0.1)
+
+
+def test_no_per_object_figures_no_pairs():
+    s = summarise([_result(0, {'ar1_fast': (0.9, 0.9), 'joint': (0.8, 0.8)})])
+    assert s['paired'] == {'joint': {}} and paired_rows(s) == []

@@ -21,14 +21,16 @@ Every strategy sees the same frames and the same frozen backbone features:
 
 Prints and writes (``--out``): ``summary.json`` and ``summary.csv`` (accuracy after the first
 round and at the end, forgetting of all and of the first classes, update times, peak RSS),
-``accuracy.csv`` + ``accuracy.png`` (learning curves), ``per_object.csv``, ``open_set.csv`` +
+``accuracy.csv`` + ``accuracy.png`` (learning curves), ``per_object.csv`` (top-1 per object at
+the end) and ``per_object_first_round.csv`` (after one lesson of every object), ``open_set.csv`` +
 ``open_set.png`` (AUROC of the unknown score, never-taught and taught frames flagged unknown,
 per frame and smoothed), ``timing.csv``, and with ``--scaling`` ``scaling.csv`` +
 ``scaling.png`` (fast update and inference time and RSS from 1 to 100 classes, measured in a
 fresh process). With ``--seeds`` every object set runs in turn into ``DIR/seed_N/`` and
-``seeds.json`` + ``seeds.csv`` summarise them (:mod:`cl_core_ros.tools.seed_summary`: mean,
-spread and worst set of every strategy, the sets on which the product matched each read-out
-on its features, the open set).
+``seeds.json``, ``seeds.csv`` and ``paired.csv`` summarise them
+(:mod:`cl_core_ros.tools.seed_summary`: mean, spread and worst set of every strategy, the sets
+on which the product matched each read-out on its features, the product's paired difference
+from each read-out over all objects of all sets with a bootstrap interval, the open set).
 """
 
 import argparse
@@ -212,6 +214,7 @@ def run(args: argparse.Namespace) -> dict:
     strategies = make_strategies(config, encoder.feature_dim, stream.classes, args)
     curves: dict[str, list[float]] = {}
     per_object: dict[str, dict[str, float]] = {}
+    per_object_first: dict[str, dict[str, float]] = {}
     summary, open_rows = [], []
     for strategy in strategies:
         matrix = AccuracyMatrix(stream.classes)
@@ -226,6 +229,8 @@ def run(args: argparse.Namespace) -> dict:
                     for c in seen}
             matrix.record(accs)
             curve.append(float(np.mean(list(accs.values()))))
+            if len(curve) == min(first_round, len(stream.experiences)):
+                per_object_first[strategy.name] = dict(accs)
         curves[strategy.name] = curve
         per_object[strategy.name] = dict(accs)
         row = {
@@ -253,7 +258,8 @@ def run(args: argparse.Namespace) -> dict:
     result = {'stream': stream.description, 'source': stream.name, 'seed': args.seed,
               'input_size': config.input_size, 'centre_sigma': config.centre_sigma,
               'classes': stream.classes, 'first_classes': first_classes,
-              'summary': summary, 'per_object': per_object, 'open_set': open_rows,
+              'summary': summary, 'per_object': per_object,
+              'per_object_first_round': per_object_first, 'open_set': open_rows,
               'timing': timing, 'curves': curves,
               'experiences': [[label, s] for label, s, _ in stream.experiences]}
     if args.scaling:
@@ -379,9 +385,11 @@ def _write(out: Path, stream: BenchStream, result: dict) -> None:
             writer.writerow([k + 1, label, session,
                              *(f"{result['curves'][n][k]:.4f}" for n in names)])
     _write_csv(out / 'summary.csv', result['summary'])
-    _write_csv(out / 'per_object.csv', [{'object': c, **{n: result['per_object'][n].get(c)
-                                                          for n in names}}
-                                         for c in stream.classes])
+    for key, name in (('per_object', 'per_object.csv'),
+                      ('per_object_first_round', 'per_object_first_round.csv')):
+        _write_csv(out / name, [{'object': c, **{n: result[key].get(n, {}).get(c)
+                                                 for n in names}}
+                                for c in stream.classes])
     if result['open_set']:
         _write_csv(out / 'open_set.csv', result['open_set'])
     _write_csv(out / 'timing.csv', [result['timing']])
@@ -558,6 +566,8 @@ def run_seeds(args: argparse.Namespace) -> dict:
     summary = seed_summary.summarise(results)
     (out / 'seeds.json').write_text(json.dumps(_clean(summary), indent=1))
     _write_csv(out / 'seeds.csv', seed_summary.rows(summary))
+    if summary['paired']:
+        _write_csv(out / 'paired.csv', seed_summary.paired_rows(summary))
     print(seed_summary.format_table(summary))
     print(f'summary of {len(results)} object sets in {out}')
     return summary

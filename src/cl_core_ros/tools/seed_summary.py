@@ -5,7 +5,8 @@ One hard-stream run measures 8 objects with 4 test sessions each: a session of 2
 on one object set may swap places on the next. Over several sets (seeds), this module reports
 for every strategy the mean, the sample standard deviation and the worst set of its top-1
 after the first round and at the end, how many sets the product (``ar1_fast``) scored at least
-as well as each read-out on the same features, and the open-set figures of the product
+as well as each read-out on the same features, the product's paired difference from each
+read-out object by object (:func:`paired_difference`), and the open-set figures of the product
 (smoothed, never-taught objects).
 
 Input: the dicts ``benchmark_core.run`` returns (one per seed); nothing here runs a model.
@@ -14,10 +15,14 @@ Input: the dicts ``benchmark_core.run`` returns (one per seed); nothing here run
 import math
 import statistics
 
+import numpy as np
+
 PRODUCT = 'ar1_fast'
 SAME_FEATURES = ('ncm', 'slda', 'joint')
 ACCURACIES = (('accuracy_first_round', 'first round'), ('final_accuracy', 'final'))
 OPEN_SET = ('auroc', 'untaught_flagged', 'taught_flagged')
+PER_OBJECT = {'accuracy_first_round': 'per_object_first_round', 'final_accuracy': 'per_object'}
+BOOTSTRAP_RESAMPLES = 10_000
 
 
 def _stats(values: list[float]) -> dict:
@@ -29,6 +34,38 @@ def _stats(values: list[float]) -> dict:
     return {'mean': statistics.fmean(clean),
             'sd': statistics.stdev(clean) if len(clean) > 1 else 0.0,
             'min': min(clean), 'max': max(clean), 'values': values}
+
+
+def paired_difference(differences: list[float], *, resamples: int = BOOTSTRAP_RESAMPLES,
+                      level: float = 0.95, seed: int = 0) -> dict:
+    """Mean of paired differences with a percentile bootstrap interval; counts of each sign.
+
+    ``differences`` (N >= 1): one value per object, the product's top-1 minus a read-out's on
+    the same test frames (fractions). The object is the resampled unit: its test sessions share
+    its class mean, so they are not independent of each other, while different objects were
+    taught from different lessons. The interval is the ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles of the means of ``resamples`` resamples with replacement
+    (percentile bootstrap, Efron & Tibshirani 1993, ch. 13); seeded, so a summary is
+    reproducible. Returns ``mean``, ``low``, ``high``, ``better``, ``worse``, ``equal``
+    (objects; equal within 1e-9) and ``objects``. ValueError when empty.
+    """
+    d = np.asarray([v for v in differences if v is not None and math.isfinite(v)], float)
+    if d.size == 0:
+        raise ValueError('no paired differences')
+    means = d[np.random.default_rng(seed).integers(0, d.size, (resamples, d.size))].mean(1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {'mean': float(d.mean()), 'low': float(low), 'high': float(high),
+            'better': int((d > 1e-9).sum()), 'worse': int((d < -1e-9).sum()),
+            'equal': int((abs(d) <= 1e-9).sum()), 'objects': int(d.size)}
+
+
+def _object_differences(results: list[dict], base: str, key: str) -> list[float]:
+    """Product minus ``base`` per object of every set (only sets that kept per-object figures)."""
+    table = PER_OBJECT[key]
+    return [result[table][PRODUCT][c] - result[table][base][c]
+            for result in results if PRODUCT in result.get(table, {})
+            and base in result[table]
+            for c in result[table][PRODUCT] if c in result[table][base]]
 
 
 def summarise(results: list[dict]) -> dict:
@@ -46,11 +83,13 @@ def summarise(results: list[dict]) -> dict:
     by_seed = [{row['strategy']: row for row in r['summary']} for r in results]
     accuracy = {name: {key: _stats([rows[name][key] for rows in by_seed])
                        for key, _ in ACCURACIES} for name in names}
-    wins = {}
+    wins, paired = {}, {}
     if PRODUCT in names:
         for base in (b for b in SAME_FEATURES if b in names):
             wins[base] = {key: sum(rows[PRODUCT][key] >= rows[base][key] - 1e-9
                                    for rows in by_seed) for key, _ in ACCURACIES}
+            differences = {key: _object_differences(results, base, key) for key, _ in ACCURACIES}
+            paired[base] = {key: paired_difference(d) for key, d in differences.items() if d}
     open_set = {}
     for result in results:
         for row in result.get('open_set', []):
@@ -59,7 +98,7 @@ def summarise(results: list[dict]) -> dict:
                 for key in OPEN_SET:
                     entry[key].append(row[key])
     return {'seeds': [r.get('seed') for r in results], 'strategies': names,
-            'accuracy': accuracy, 'product_at_least': wins,
+            'accuracy': accuracy, 'product_at_least': wins, 'paired': paired,
             'open_set': {name: {k: _stats(v) for k, v in entry.items()}
                          for name, entry in open_set.items()}}
 
@@ -76,6 +115,13 @@ def rows(summary: dict) -> list[dict]:
             for name, key, stats in figures]
 
 
+def paired_rows(summary: dict) -> list[dict]:
+    """Flatten the paired differences into CSV rows: one per read-out and figure."""
+    return [{'product': PRODUCT, 'read_out': base, 'figure': key, **by_key[key]}
+            for base, by_key in summary.get('paired', {}).items()
+            for key, _ in ACCURACIES if key in by_key]
+
+
 def format_table(summary: dict) -> str:
     """Return the summary as the text table ``benchmark_core --seeds`` prints."""
     n = len(summary['seeds'])
@@ -88,6 +134,15 @@ def format_table(summary: dict) -> str:
     for base, counts in summary['product_at_least'].items():
         lines.append(f'{PRODUCT} >= {base} on the same features: ' + ', '.join(
             f'{label} {counts[key]} of {n}' for key, label in ACCURACIES))
+    for base, by_key in summary.get('paired', {}).items():
+        for key, label in ACCURACIES:
+            if key in by_key:
+                p = by_key[key]
+                lines.append(
+                    f'{PRODUCT} - {base}, {label}, per object: {100 * p["mean"]:+.2f} points '
+                    f'(95% bootstrap {100 * p["low"]:+.2f} to {100 * p["high"]:+.2f}); better on '
+                    f'{p["better"]}, worse on {p["worse"]}, equal on {p["equal"]} of '
+                    f'{p["objects"]} objects')
     for name, figures in summary['open_set'].items():
         lines.append(f'{name} open set, smoothed, never-taught objects: ' + ', '.join(
             f"{key.replace('_', ' ')} {figures[key]['mean']:.3f} (worst "
