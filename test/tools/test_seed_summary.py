@@ -107,7 +107,9 @@ def test_summary_pairs_objects_across_sets_and_after_each_round():
                {'ar1_fast': {'a': 1.0, 'b': 1.0}, 'joint': {'a': 1.0, 'b': 0.96},
                 'slda': {'a': 0.92, 'b': 1.0}}),
         # a set measured before the first-round table existed: only its final figures count
-        result(1, None, {'ar1_fast': {'c': 0.88}, 'joint': {'c': 1.0}, 'slda': {'c': 0.88}}),
+        # and one object without a figure (null in a summary.json) is left out
+        result(1, None, {'ar1_fast': {'c': 0.88, 'd': None}, 'joint': {'c': 1.0, 'd': 0.5},
+                         'slda': {'c': 0.88}}),
     ]
     s = summarise(results)
     joint = s['paired']['joint']

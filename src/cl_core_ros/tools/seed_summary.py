@@ -62,10 +62,10 @@ def paired_difference(differences: list[float], *, resamples: int = BOOTSTRAP_RE
 def _object_differences(results: list[dict], base: str, key: str) -> list[float]:
     """Product minus ``base`` per object of every set (only sets that kept per-object figures)."""
     table = PER_OBJECT[key]
-    return [result[table][PRODUCT][c] - result[table][base][c]
-            for result in results if PRODUCT in result.get(table, {})
-            and base in result[table]
-            for c in result[table][PRODUCT] if c in result[table][base]]
+    pairs = [(result[table][PRODUCT][c], result[table][base].get(c))
+             for result in results if PRODUCT in result.get(table, {}) and base in result[table]
+             for c in result[table][PRODUCT]]
+    return [a - b for a, b in pairs if a is not None and b is not None]
 
 
 def summarise(results: list[dict]) -> dict:
