@@ -43,6 +43,11 @@ def server(ros_env, tmp_path):
         proc.stop()
 
 
+# A call that notices its server went ends well before its own 120 s timeout; how long the
+# graph takes to show the change depends on the machine's load.
+WELL_BEFORE_TIMEOUT_S = 60
+
+
 def _hang_then(spun, server, stop, **kwargs):
     proc = server('hang')
     outcome = {}
@@ -80,9 +85,10 @@ def test_a_server_that_leaves_the_graph_ends_the_wait(spun, server):
     thread.join(60)
     assert isinstance(outcome.get('error'), ServerGoneError), outcome
     # the server left 1 s (gone_after) plus a graph poll before the call gives up; discovery
-    # and the server's own shutdown come before and depend on the machine's load
+    # and the server's own shutdown come before and depend on the machine's load: the bound
+    # says the call ends long before its own 120 s timeout
     assert 'left the ROS graph' in str(outcome['error'])
-    assert outcome['ended'] - outcome['server_gone'] < 20, outcome
+    assert outcome['ended'] - outcome['server_gone'] < WELL_BEFORE_TIMEOUT_S, outcome
 
 
 def test_an_idempotent_call_is_sent_again_to_the_restarted_server(spun, server):
@@ -116,4 +122,6 @@ def test_a_server_replaced_while_the_service_never_left_the_graph_is_asked_again
     thread, outcome = _hang_then(spun, server, replace, gone_after=1.0, resend=True)
     thread.join(90)
     assert outcome.get('answer') is not None, outcome
-    assert outcome['answer'].success and outcome['ended'] - outcome['server_gone'] < 20, outcome
+    # answered long before the call's 120 s timeout (20.4 s seen on a loaded machine)
+    assert outcome['answer'].success
+    assert outcome['ended'] - outcome['server_gone'] < WELL_BEFORE_TIMEOUT_S, outcome
