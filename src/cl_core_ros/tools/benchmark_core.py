@@ -208,8 +208,8 @@ def run(args: argparse.Namespace) -> dict:
     print(f'encoded {n_frames} frames at {config.input_size} px in {encode_s:.1f} s '
           f'({1000 * encode_s / n_frames:.1f} ms/frame, batched)', flush=True)
     test_all = {c: Latents.cat(v) for c, v in tests.items()}
-    first_round = len(stream.classes)
-    first_classes = stream.classes[:max(1, first_round // 2)]
+    first_round = min(len(stream.classes), len(stream.experiences))  # experiences to round one
+    first_classes = stream.classes[:max(1, len(stream.classes) // 2)]
 
     strategies = make_strategies(config, encoder.feature_dim, stream.classes, args)
     curves: dict[str, list[float]] = {}
@@ -229,13 +229,13 @@ def run(args: argparse.Namespace) -> dict:
                     for c in seen}
             matrix.record(accs)
             curve.append(float(np.mean(list(accs.values()))))
-            if len(curve) == min(first_round, len(stream.experiences)):
+            if len(curve) == first_round:
                 per_object_first[strategy.name] = dict(accs)
         curves[strategy.name] = curve
         per_object[strategy.name] = dict(accs)
         row = {
             'strategy': strategy.name,
-            'accuracy_first_round': curve[min(first_round, len(curve)) - 1],
+            'accuracy_first_round': curve[first_round - 1],
             'final_accuracy': curve[-1], 'mean_accuracy': float(np.mean(curve)),
             'forgetting': matrix.forgetting(),
             'forgetting_first_classes': matrix.forgetting(first_classes),

@@ -134,15 +134,13 @@ def format_table(summary: dict) -> str:
     for base, counts in summary['product_at_least'].items():
         lines.append(f'{PRODUCT} >= {base} on the same features: ' + ', '.join(
             f'{label} {counts[key]} of {n}' for key, label in ACCURACIES))
-    for base, by_key in summary.get('paired', {}).items():
-        for key, label in ACCURACIES:
-            if key in by_key:
-                p = by_key[key]
-                lines.append(
-                    f'{PRODUCT} - {base}, {label}, per object: {100 * p["mean"]:+.2f} points '
-                    f'(95% bootstrap {100 * p["low"]:+.2f} to {100 * p["high"]:+.2f}); better on '
-                    f'{p["better"]}, worse on {p["worse"]}, equal on {p["equal"]} of '
-                    f'{p["objects"]} objects')
+    labels = dict(ACCURACIES)
+    for p in paired_rows(summary):
+        lines.append(
+            f'{PRODUCT} - {p["read_out"]}, {labels[p["figure"]]}, per object: '
+            f'{100 * p["mean"]:+.2f} points (95% bootstrap {100 * p["low"]:+.2f} to '
+            f'{100 * p["high"]:+.2f}); better on {p["better"]}, worse on {p["worse"]}, equal on '
+            f'{p["equal"]} of {p["objects"]} objects')
     for name, figures in summary['open_set'].items():
         lines.append(f'{name} open set, smoothed, never-taught objects: ' + ', '.join(
             f"{key.replace('_', ' ')} {figures[key]['mean']:.3f} (worst "
