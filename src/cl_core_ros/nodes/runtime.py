@@ -78,8 +78,15 @@ def _say(text: str) -> None:
 class StopRequest:
     """The process's stop request: set by the first SIGINT/SIGTERM, or by the node itself.
 
-    :meth:`install` replaces the Python handlers of SIGINT and SIGTERM (the main thread must
-    call it). From the first request on, a watchdog thread ends the process with exit status
+    :meth:`install` takes over SIGINT and SIGTERM (the main thread must call it). Nothing
+    happens inside the Python signal handler: it may run between any two bytecodes of the
+    main thread, including inside this object's own locks, and a handler that took them
+    deadlocked the process when a second signal came during the first one's handling.
+    Instead the interpreter's C-level handler writes the signal number to a pipe
+    (:func:`signal.set_wakeup_fd`), and a thread of this object reads it and asks for the stop.
+    That thread also sees a signal while the main thread is busy in native code.
+
+    From the first request on, a watchdog thread ends the process with exit status
     ``hard_exit_status`` unless :meth:`finished` is called within ``grace_s`` seconds.
     """
 
@@ -92,11 +99,35 @@ class StopRequest:
         self._lock = threading.Lock()
 
     def install(self) -> None:
-        """Handle SIGINT and SIGTERM from now on (main thread only)."""
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
+        """Handle SIGINT and SIGTERM from now on (main thread only; once per process).
 
-    def _on_signal(self, signum, _frame) -> None:
+        Raises:
+            ValueError: when called from a thread other than the main thread.
+        """
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)  # the C handler must never block on a full pipe
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _noted)
+        threading.Thread(target=self._read_signals, args=(read_fd,), name='stop-signals',
+                         daemon=True).start()
+
+    def _read_signals(self, read_fd: int) -> None:
+        """Turn each stop signal written to the wakeup pipe into a stop request."""
+        while True:
+            try:
+                numbers = os.read(read_fd, 64)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            if not numbers:
+                return
+            for number in numbers:
+                if number in STOP_SIGNALS:
+                    self._on_signal(number)
+
+    def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if self.requested:
             _say(f'{name} received again: already stopping')
@@ -132,6 +163,10 @@ class StopRequest:
         _say(f'shutdown did not finish within {self.grace_s:.0f} s ({self.reason}); '
              'exiting now')
         os._exit(self.hard_exit_status)
+
+
+def _noted(_signum, _frame) -> None:
+    """Do nothing: the Python-level handler of a stop signal (the wakeup pipe carries it)."""
 
 
 SPIN_POLL_S = 0.2
