@@ -125,6 +125,36 @@ def test_stops_cleanly_while_frames_flow(start_node, probe, tmp_path, executable
     _assert_clean_exit([proc], took)
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """True once process ``pid`` has a handler for ``sig`` (SigCgt in /proc/PID/status)."""
+    for line in open(f'/proc/{pid}/status'):
+        if line.startswith('SigCgt:'):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+@pytest.mark.parametrize('how', sorted(SIGNALS))
+@pytest.mark.parametrize('executable', ['camera_node', 'learner_node', 'consolidation_node',
+                                        'bringup'])
+def test_stops_cleanly_while_still_loading(start_node, tmp_path, executable, how):
+    """A stop while the executable still imports torch and rclpy (seconds) is clean too.
+
+    The first line of each executable takes the stop signals over (Python itself only catches
+    SIGINT, and turns it into a ``KeyboardInterrupt`` traceback); the signal goes as soon as
+    the process catches SIGTERM, so it lands in the imports that follow.
+    """
+    args = [f'state_dir:={tmp_path / "state"}'] if executable == 'bringup' else None
+    proc = start_node(executable, ['-p', f'state_dir:={tmp_path / "state"}'], args)
+    deadline = time.monotonic() + 30
+    while proc.alive() and not _catches(proc.pid, signal.SIGTERM) and \
+            time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert proc.alive() and _catches(proc.pid, signal.SIGTERM), proc.output()
+    took = _stop_with([proc], SIGNALS[how])
+    _assert_clean_exit([proc], took)
+    assert 'received while starting: exiting' in proc.output(), proc.output()
+
+
 def _small_params(tmp_path) -> str:
     """The package's parameters file with a 128 px model and quick consolidation timing."""
     import yaml

@@ -17,13 +17,14 @@ import pytest
 
 CHILD = """
 import os, signal, sys, time
-from cl_core_ros.nodes import runtime
-from cl_core_ros.nodes.runtime import StopRequest
+from cl_core_ros.nodes import stop_signals
+from cl_core_ros.nodes.stop_signals import StopRequest
 
 said = []
-runtime._say = lambda text: (said.append(text), print(text, file=sys.stderr, flush=True))
+stop_signals.say = lambda text: (said.append(text), print(text, file=sys.stderr, flush=True))
 stop = StopRequest(grace_s=30.0)
 stop.install()
+stop.started()
 held = {'request': stop._lock, 'wait': stop._requested._cond}[sys.argv[1]]
 with held:
     for number in sys.argv[2:]:
@@ -56,3 +57,26 @@ def test_stop_signals_while_the_main_thread_holds_the_stop_locks(held, signals):
     assert done.stderr.count('received: stopping') == 1, done.stderr
     assert f'{first} received: stopping' in done.stderr, done.stderr
     assert f'{second} received again: already stopping' in done.stderr, done.stderr
+
+
+STARTING = """
+import os, signal, sys, time
+from cl_core_ros.nodes.stop_signals import process_stop_request
+
+stop = process_stop_request()
+assert process_stop_request() is stop  # one per process
+os.kill(os.getpid(), int(sys.argv[1]))
+time.sleep(30)  # as if still importing torch: the signal must not wait for this
+print('went on after the signal', flush=True)
+"""
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['sigint', 'sigterm'])
+def test_a_stop_signal_before_start_up_ends_the_process_at_once_with_status_0(sig):
+    """Before ``started()`` (the executables: while importing) a stop ends the process."""
+    done = subprocess.run([sys.executable, '-c', STARTING, str(int(sig))], capture_output=True,
+                          text=True, timeout=25)
+    assert done.returncode == 0, done.stderr
+    assert 'went on' not in done.stdout
+    assert f'{sig.name} received while starting: exiting' in done.stderr, done.stderr
+    assert 'Traceback' not in done.stderr, done.stderr

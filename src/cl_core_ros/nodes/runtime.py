@@ -1,12 +1,13 @@
 """What every cl_core_ros executable shares: a clean main() and the package's share directory.
 
-Shutdown: SIGINT and SIGTERM ask for a stop (a second one while stopping is ignored, as
-``ros2 launch`` and a terminal may both send one). The executor then stops first, then every
-node's own threads that use rclpy (``close()``), then the nodes are destroyed and only then the
-rclpy context shuts down, so nothing calls rclpy on a context that has gone. Should that take
-longer than :data:`SHUTDOWN_GRACE_S` (a DDS participant that does not let go), the process
-exits anyway with a warning: what the learner acknowledged is already on disk. The
-executables then leave with :func:`exit_process`, skipping the interpreter's own teardown of
+Shutdown: SIGINT and SIGTERM ask for a stop (:mod:`~cl_core_ros.nodes.stop_signals`; one that
+comes before the nodes are built ends the process at once, and a second one while stopping is
+ignored, as ``ros2 launch`` and a terminal may both send one). The executor then stops first,
+then every node's own threads that use rclpy (``close()``), then the nodes are destroyed and
+only then the rclpy context shuts down, so nothing calls rclpy on a context that has gone.
+Should that take longer than :data:`SHUTDOWN_GRACE_S` (a DDS participant that does not let
+go), the process exits anyway with a warning: what the learner acknowledged is already on disk.
+The executables then leave with :func:`exit_process`, skipping the interpreter's own teardown of
 torch and Fast DDS (about 3 s on a loaded 2-core machine, for nothing left to do).
 """
 
@@ -14,7 +15,6 @@ from collections.abc import Callable
 import logging
 import os
 from pathlib import Path
-import signal
 import sys
 import threading
 import traceback
@@ -33,11 +33,12 @@ from cl_core_ros.core.heap import fix_heap_thresholds
 from cl_core_ros.core.state_store import StateStoreError
 from cl_core_ros.nodes.compat import shutdown_executor
 from cl_core_ros.nodes.params import ParameterError
-
-SHUTDOWN_GRACE_S = 3.0
-"""Seconds from the first SIGINT/SIGTERM until the process exits even if shutdown hangs."""
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from cl_core_ros.nodes.stop_signals import (
+    process_stop_request,
+    say,
+    SHUTDOWN_GRACE_S,
+    StopRequest,
+)
 
 
 def share_dir() -> Path:
@@ -68,105 +69,6 @@ def exit_process(status: int) -> None:
         except (OSError, ValueError):
             pass
     os._exit(status)
-
-
-def _say(text: str) -> None:
-    """Write one line to stderr, unbuffered (safe inside a signal handler)."""
-    os.write(2, f'[cl_core_ros] {text}\n'.encode(errors='replace'))
-
-
-class StopRequest:
-    """The process's stop request: set by the first SIGINT/SIGTERM, or by the node itself.
-
-    :meth:`install` takes over SIGINT and SIGTERM (the main thread must call it). Nothing
-    happens inside the Python signal handler: it may run between any two bytecodes of the
-    main thread, including inside this object's own locks, and a handler that took them
-    deadlocked the process when a second signal came during the first one's handling.
-    Instead the interpreter's C-level handler writes the signal number to a pipe
-    (:func:`signal.set_wakeup_fd`), and a thread of this object reads it and asks for the stop.
-    That thread also sees a signal while the main thread is busy in native code.
-
-    From the first request on, a watchdog thread ends the process with exit status
-    ``hard_exit_status`` unless :meth:`finished` is called within ``grace_s`` seconds.
-    """
-
-    def __init__(self, grace_s: float = SHUTDOWN_GRACE_S, hard_exit_status: int = 0):
-        self.grace_s = grace_s
-        self.hard_exit_status = hard_exit_status
-        self.reason = ''
-        self._requested = threading.Event()
-        self._finished = threading.Event()
-        self._lock = threading.Lock()
-
-    def install(self) -> None:
-        """Handle SIGINT and SIGTERM from now on (main thread only; once per process).
-
-        Raises:
-            ValueError: when called from a thread other than the main thread.
-        """
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(write_fd, False)  # the C handler must never block on a full pipe
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, _noted)
-        threading.Thread(target=self._read_signals, args=(read_fd,), name='stop-signals',
-                         daemon=True).start()
-
-    def _read_signals(self, read_fd: int) -> None:
-        """Turn each stop signal written to the wakeup pipe into a stop request."""
-        while True:
-            try:
-                numbers = os.read(read_fd, 64)
-            except InterruptedError:
-                continue
-            except OSError:
-                return
-            if not numbers:
-                return
-            for number in numbers:
-                if number in STOP_SIGNALS:
-                    self._on_signal(number)
-
-    def _on_signal(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        if self.requested:
-            _say(f'{name} received again: already stopping')
-            return
-        _say(f'{name} received: stopping')
-        self.request(f'{name} received')
-
-    def request(self, reason: str) -> None:
-        """Ask for a stop (idempotent: later requests keep the first reason)."""
-        with self._lock:
-            if self._requested.is_set():
-                return
-            self.reason = reason
-            self._requested.set()
-        threading.Thread(target=self._watchdog, name='shutdown-watchdog', daemon=True).start()
-
-    @property
-    def requested(self) -> bool:
-        """True once a stop was asked for."""
-        return self._requested.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until a stop is asked for (signals are handled meanwhile); return requested."""
-        return self._requested.wait(timeout)
-
-    def finished(self) -> None:
-        """Shutdown completed: the watchdog has nothing to do."""
-        self._finished.set()
-
-    def _watchdog(self) -> None:
-        if self._finished.wait(self.grace_s):
-            return
-        _say(f'shutdown did not finish within {self.grace_s:.0f} s ({self.reason}); '
-             'exiting now')
-        os._exit(self.hard_exit_status)
-
-
-def _noted(_signum, _frame) -> None:
-    """Do nothing: the Python-level handler of a stop signal (the wakeup pipe carries it)."""
 
 
 SPIN_POLL_S = 0.2
@@ -252,8 +154,8 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
     # Fixed heap thresholds: freed training maps leave the resident set, and an untaught learner
     # does not fault its heap in again at every frame (core/heap.py).
     fix_heap_thresholds()
-    stop = StopRequest(grace_s)
-    stop.install()
+    stop = process_stop_request(grace_s)  # already in place in the executables
+    stop.started()  # a stop signal from here on is a request (before: exit at once)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)  # ours, above
     nodes: list[Node] = []
     executor = spinner = None
@@ -272,15 +174,15 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
             while not stop.wait(1.0):
                 pass
     except ParameterError as exc:
-        _say(f'invalid parameter: {exc}')
+        say(f'invalid parameter: {exc}')
         status = 2
     except StateStoreError as exc:  # e.g. a state directory made by another model
-        _say(f'cannot use the learner state: {exc}')
+        say(f'cannot use the learner state: {exc}')
         status = 3
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # a signal before the handlers were in place, or rclpy shut down elsewhere
     except Exception:  # noqa: BLE001 - a node that cannot start: say why, exit 1
-        _say(f'could not start:\n{traceback.format_exc()}')
+        say(f'could not start:\n{traceback.format_exc()}')
         status = 1
     finally:
         stop.hard_exit_status = status
@@ -290,6 +192,6 @@ def spin_nodes(make_nodes: Callable[[], list[Node]], args: list[str] | None = No
         finally:
             stop.finished()
     if failure:
-        _say(f'the executor failed:\n{failure[0][1]}')
+        say(f'the executor failed:\n{failure[0][1]}')
         status = 1
     return status
