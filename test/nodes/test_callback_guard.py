@@ -5,7 +5,7 @@ import threading
 import cv2
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -118,7 +118,16 @@ def test_spin_guarded_outlives_an_unguarded_callback(context):
     node.create_timer(0.01, tick)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    spinner = threading.Thread(target=spin_guarded, args=(executor,), daemon=True)
+    ended = []
+
+    def spin():
+        try:
+            spin_guarded(executor)
+            ended.append('returned')
+        except (ExternalShutdownException, ShutdownException) as exc:
+            ended.append(exc)  # how rclpy 7 (Jazzy) ends spin() once the context shuts down
+
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     try:
         wait_until(lambda: len(calls) >= 5, 30, 'timer calls after the exception')
@@ -129,3 +138,4 @@ def test_spin_guarded_outlives_an_unguarded_callback(context):
         executor.shutdown()
         node.destroy_node()
     assert not spinner.is_alive()
+    assert len(ended) == 1, ended  # ended by the shutdown, not by the callback's exception
