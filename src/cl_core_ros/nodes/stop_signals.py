@@ -77,9 +77,7 @@ class StopRequest:
         """Turn each stop signal written to the wakeup pipe into a stop request."""
         while True:
             try:
-                numbers = os.read(read_fd, 64)
-            except InterruptedError:
-                continue
+                numbers = os.read(read_fd, 64)  # retried by Python after EINTR (PEP 475)
             except OSError:
                 return
             if not numbers:
